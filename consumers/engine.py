@@ -1,0 +1,443 @@
+"""The computation engine: applies validated events to state and answers queries.
+
+Pure: no Kafka, aiohttp or aiomqtt. One engine serves the embedded bus, Kafka
+consumers and ``fundflow replay``; everything exported (metrics, JSON API,
+replay report) is read from here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import Counter
+from typing import Any, Callable, Iterable
+
+from consumers.etf import INTRADAY_WINDOWS, EtfDay, EtfState, trade_key
+from consumers.southbound import SouthboundDay, SouthboundState, streak
+from monitor.calendars import Calendars, TradingCalendar, iso, local_date, local_seconds_of_day
+from monitor.events import Event, SouthboundDaily, SouthboundTick, Trade, Units, from_micro, mul_micro
+
+ETF_RETAIN_DAYS = 30  # trading days of ETF aggregates kept (20d window + volume-ratio look-back)
+SB_RETAIN_DAYS = 260  # southbound days are tiny; kept long so long streaks stay visible
+MULTI_DAY = (("1d", 1), ("5d", 5), ("20d", 20))
+
+DayKey = tuple[str, dt.date]
+
+
+def _money(units: int | None) -> float | None:
+    return None if units is None else from_micro(units)
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+class Engine:
+    """State of every symbol plus the stream clock and the event counters."""
+
+    def __init__(
+        self,
+        calendars: Calendars,
+        grace_seconds: int = 60,
+        live_clock: bool = False,
+        wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.cal = calendars
+        self.grace_ms = grace_seconds * 1000
+        self.live_clock = live_clock
+        self.wall_ms = wall_ms
+        self.as_of_ms: int | None = None  # greatest event time seen
+        self.latest_date: dt.date | None = None  # greatest date of date-only events
+        self.etf: dict[str, EtfState] = {}
+        self.sb: dict[str, SouthboundState] = {}
+        self.applied: Counter[str] = Counter()
+        self.duplicates: Counter[str] = Counter()
+        self.late: Counter[str] = Counter()
+        self.rejected: Counter[str] = Counter()
+        self.modified: set[DayKey] = set()  # days changed since their last snapshot
+        self.last_event_ms: int | None = None
+
+    # -- applying -----------------------------------------------------------
+    def apply(self, ev: Event) -> str:
+        """Apply one event; returns "applied", "late" (applied, behind the grace) or "duplicate"."""
+        kind = ev.kind
+        if kind == "trade":
+            status = self._trade(ev)  # type: ignore[arg-type]
+        elif kind == "southbound":
+            status = self._tick(ev)  # type: ignore[arg-type]
+        elif kind == "units":
+            status = self._units(ev)  # type: ignore[arg-type]
+        else:
+            status = self._daily(ev)  # type: ignore[arg-type]
+        if status == "duplicate":
+            self.duplicates[kind] += 1
+        else:
+            self.applied[kind] += 1
+            if status == "late":
+                self.late[kind] += 1
+        return status
+
+    def _clock(self, ts: int) -> bool:
+        """Advance the clock to ``ts``; True when the event is later than the grace."""
+        as_of = self.as_of_ms
+        if as_of is None or ts > as_of:
+            self.as_of_ms = ts
+            return False
+        return as_of - ts > self.grace_ms
+
+    def _trade(self, t: Trade) -> str:
+        day_date = local_date(t.ts_ms)
+        st = self.etf.get(t.symbol)
+        if st is None:
+            st = self.etf[t.symbol] = EtfState(t.symbol)
+        day = st.day(day_date)
+        if t.trade_id in day.trade_ids:
+            return "duplicate"
+        day.trade_ids.add(t.trade_id)
+        late = self._clock(t.ts_ms)
+        reference = None
+        if day.tick_last is None:  # first trade of the day: the previous session's last price
+            prev = self.cal.for_symbol(t.symbol).previous(day_date)
+            prev_day = st.days.get(prev) if prev else None
+            reference = prev_day.last if prev_day else None
+        tick = day.tick_side(t.price, reference)  # advanced for every trade: arrival order
+        side = t.side or tick
+        if side == "B":
+            day.buy += t.amount
+            st.windows.add(t.ts_ms // 1000, t.amount)
+        elif side == "S":
+            day.sell += t.amount
+            st.windows.add(t.ts_ms // 1000, -t.amount)
+        day.add_trade(trade_key(t.ts_ms, t.trade_id), local_seconds_of_day(t.ts_ms), t.price, t.volume, t.amount)
+        self.modified.add((t.symbol, day_date))
+        return "late" if late else "applied"
+
+    def _tick(self, t: SouthboundTick) -> str:
+        day_date = local_date(t.ts_ms)
+        st = self.sb.get(t.symbol)
+        if st is None:
+            st = self.sb[t.symbol] = SouthboundState(t.symbol)
+        day = st.day(day_date)
+        key = (t.channel, t.seq)
+        if key in day.seqs:
+            return "duplicate"
+        day.seqs.add(key)
+        late = self._clock(t.ts_ms)
+        day.tick_buy += t.buy
+        day.tick_sell += t.sell
+        self.modified.add((t.symbol, day_date))
+        return "late" if late else "applied"
+
+    def _date_seen(self, date: dt.date) -> None:
+        if self.latest_date is None or date > self.latest_date:
+            self.latest_date = date
+
+    def _units(self, u: Units) -> str:
+        st = self.etf.get(u.symbol)
+        if st is None:
+            st = self.etf[u.symbol] = EtfState(u.symbol)
+        rec = (u.shares, u.nav)
+        if st.units.get(u.date) == rec:
+            return "duplicate"
+        st.units[u.date] = rec  # a different record for the same date is a correction
+        self._date_seen(u.date)
+        self.modified.add((u.symbol, u.date))
+        return "applied"
+
+    def _daily(self, d: SouthboundDaily) -> str:
+        st = self.sb.get(d.symbol)
+        if st is None:
+            st = self.sb[d.symbol] = SouthboundState(d.symbol)
+        day = st.day(d.date)
+        rec = (d.buy, d.sell)
+        if day.daily == rec:
+            return "duplicate"
+        day.daily = rec
+        self._date_seen(d.date)
+        self.modified.add((d.symbol, d.date))
+        return "applied"
+
+    # -- clock ----------------------------------------------------------------
+    def now_ms(self) -> int | None:
+        """The stream clock: greatest event time, or max(that, wall clock) when live."""
+        if self.live_clock:
+            wall = self.wall_ms()
+            return wall if self.as_of_ms is None or wall > self.as_of_ms else self.as_of_ms
+        return self.as_of_ms
+
+    def current_day(self, cal: TradingCalendar, now: int | None = None) -> dt.date | None:
+        """The trading day in progress (or the last one) at the stream clock."""
+        now = self.now_ms() if now is None else now
+        day = local_date(now) if now is not None else None
+        if self.latest_date is not None and (day is None or self.latest_date > day):
+            day = self.latest_date
+        return cal.at_or_before(day) if day is not None else None
+
+    def is_closed(self, cal: TradingCalendar, day: dt.date, now: int | None) -> bool:
+        session = cal.session(day)
+        return session is not None and now is not None and now > session.close_ms
+
+    # -- queries: ETF -----------------------------------------------------------
+    def etf_doc(self, symbol: str) -> dict[str, Any] | None:
+        st = self.etf.get(symbol)
+        if st is None:
+            return None
+        cal = self.cal.for_symbol(symbol)
+        now = self.now_ms()
+        cur = self.current_day(cal, now)
+        net: dict[str, float | None] = {}
+        if now is not None:
+            for (name, _), value in zip(INTRADAY_WINDOWS, st.windows.values(now // 1000)):
+                net[name] = from_micro(value)
+        else:
+            net.update({name: None for name, _ in INTRADAY_WINDOWS})
+        doc: dict[str, Any] = {"net_inflow_cny": net}
+        if cur is None:
+            net.update({name: None for name, _ in MULTI_DAY})
+            doc.update(creation_net_inflow_cny={n: None for n, _ in MULTI_DAY}, turnover_cny=None,
+                       prev_turnover_cny=None, prev_turnover_same_time_cny=None,
+                       turnover_vs_prev_session_ratio={"full_day": None, "same_time": None},
+                       volume_ratio=None, last_price_cny=None, price_change_ratio=None, aum_cny=None)
+            return doc
+        days = st.days
+        for name, n in MULTI_DAY:
+            net[name] = from_micro(sum(days[d].net for d in cal.last_n(cur, n) if d in days))
+        today = days.get(cur)
+        prev = cal.previous(cur)
+        known_prev = prev is not None and st.first_day is not None and prev >= st.first_day
+        prev_day = days.get(prev) if known_prev and prev is not None else None
+        turnover = today.turnover if today else 0
+        prev_turnover = (prev_day.turnover if prev_day else 0) if known_prev else None
+        same_day = now is not None and local_date(now) == cur
+        if known_prev:
+            if prev_day is None:
+                prev_same = 0
+            elif same_day:
+                prev_same = prev_day.turnover_until(local_seconds_of_day(now))  # type: ignore[arg-type]
+            else:
+                prev_same = prev_day.turnover
+        else:
+            prev_same = None
+        doc["creation_net_inflow_cny"] = self._creation(st, cal)
+        doc["turnover_cny"] = from_micro(turnover)
+        doc["prev_turnover_cny"] = _money(prev_turnover)
+        doc["prev_turnover_same_time_cny"] = _money(prev_same)
+        doc["turnover_vs_prev_session_ratio"] = {
+            "full_day": _ratio(turnover, prev_turnover) if prev_turnover else None,
+            "same_time": _ratio(turnover, prev_same) if prev_same else None,
+        }
+        doc["volume_ratio"] = self._volume_ratio(st, cal, cur, today, now if same_day else None)
+        last = today.last if today else None
+        prev_last = prev_day.last if prev_day else None
+        doc["last_price_cny"] = _money(last)
+        doc["price_change_ratio"] = last / prev_last - 1 if last is not None and prev_last else None
+        latest_units = max(st.units) if st.units else None
+        if latest_units is not None:
+            doc["aum_cny"] = from_micro(mul_micro(*st.units[latest_units]))
+        else:
+            doc["aum_cny"] = None
+        return doc
+
+    def _volume_ratio(self, st: EtfState, cal: TradingCalendar, cur: dt.date, today: EtfDay | None, now: int | None) -> float | None:
+        session = cal.session(cur)
+        if session is None:
+            return None
+        elapsed = session.elapsed_ms(now) if now is not None else session.trading_ms
+        before = cal.before_n(cur, 5)
+        if elapsed <= 0 or len(before) < 5 or st.first_day is None or before[0] < st.first_day:
+            return None
+        vol5 = sum(st.days[d].volume for d in before if d in st.days)
+        ms5 = 0
+        for d in before:
+            s = cal.session(d)
+            ms5 += s.trading_ms if s else 0
+        if not vol5 or not ms5:
+            return None
+        vol = today.volume if today else 0
+        return (vol * ms5) / (elapsed * vol5)
+
+    def _creation(self, st: EtfState, cal: TradingCalendar) -> dict[str, float | None]:
+        if len(st.units) < 2:
+            return {name: None for name, _ in MULTI_DAY}
+        latest = max(st.units)
+        out: dict[str, float | None] = {}
+        for name, n in MULTI_DAY:
+            total = 0
+            for d in cal.last_n(latest, n):
+                inflow = st.creation_inflow(d)
+                if inflow is not None:
+                    total += inflow
+            out[name] = from_micro(total)
+        return out
+
+    # -- queries: southbound -------------------------------------------------------
+    def sb_doc(self, symbol: str) -> dict[str, Any] | None:
+        st = self.sb.get(symbol)
+        if st is None:
+            return None
+        cal = self.cal["SB"]
+        now = self.now_ms()
+        cur = self.current_day(cal, now)
+        if cur is None:
+            return {"net_buy_hkd": {n: None for n, _ in MULTI_DAY}, "streak_days": 0,
+                    "streak_net_buy_hkd": 0.0, "provisional_net_buy_hkd": None}
+        nets = {name: self._sb_sum(st, cal, cur, n) for name, n in MULTI_DAY}
+        cur_day = st.days.get(cur)
+        closed = self._sb_closed(cal, cur, cur_day, now)
+        latest_closed = cur if closed else cal.previous(cur)
+        if latest_closed is None:
+            days_back: list[dt.date] = []
+        else:
+            i = cal.dates.index(latest_closed) if latest_closed in cal else -1
+            days_back = cal.dates[i::-1] if i >= 0 else []
+        n_days, total = streak(days_back, st.net)
+        return {
+            "net_buy_hkd": {k: from_micro(v) for k, v in nets.items()},
+            "streak_days": n_days,
+            "streak_net_buy_hkd": from_micro(total),
+            "provisional_net_buy_hkd": None if closed else from_micro(cur_day.net if cur_day else 0),
+        }
+
+    def _sb_closed(self, cal: TradingCalendar, day: dt.date, sb_day: SouthboundDay | None, now: int | None) -> bool:
+        return (sb_day is not None and sb_day.daily is not None) or self.is_closed(cal, day, now)
+
+    @staticmethod
+    def _sb_sum(st: SouthboundState, cal: TradingCalendar, cur: dt.date, n: int) -> int:
+        days = st.days
+        return sum(days[d].net for d in cal.last_n(cur, n) if d in days)
+
+    def top_southbound(self, window: str = "20d", top: int = 10) -> list[tuple[str, float]]:
+        n = dict(MULTI_DAY)[window]
+        cal = self.cal["SB"]
+        cur = self.current_day(cal)
+        if cur is None:
+            return []
+        ranked = sorted(((-self._sb_sum(st, cal, cur, n), sym) for sym, st in self.sb.items()))
+        return [(sym, from_micro(-neg)) for neg, sym in ranked[:top]]
+
+    # -- documents -------------------------------------------------------------------
+    def symbols(self) -> list[str]:
+        return sorted(set(self.etf) | set(self.sb))
+
+    def symbol_doc(self, symbol: str) -> dict[str, Any] | None:
+        doc: dict[str, Any] = {}
+        etf = self.etf_doc(symbol)
+        if etf is not None:
+            doc["etf"] = etf
+        sb = self.sb_doc(symbol)
+        if sb is not None:
+            doc["southbound"] = sb
+        return doc or None
+
+    def report(self, top: int = 10) -> dict[str, Any]:
+        """The replay report: the whole state as one JSON-able document."""
+        now = self.now_ms()
+        return {
+            "as_of": iso(now) if now is not None else None,
+            "symbols": {s: self.symbol_doc(s) for s in self.symbols()},
+            "top_southbound_20d": [[s, v] for s, v in self.top_southbound("20d", top)],
+            "rejected": dict(sorted(self.rejected.items())),
+            "duplicates": sum(self.duplicates.values()),
+            "late": sum(self.late.values()),
+        }
+
+    # -- state snapshots and housekeeping ------------------------------------------------
+    def take_closed_updates(self) -> list[DayKey]:
+        """Days changed since their last snapshot that are now closed (to persist)."""
+        now = self.now_ms()
+        out = []
+        for key in list(self.modified):
+            if self._day_closed(*key, now):
+                out.append(key)
+                self.modified.discard(key)
+        return sorted(out)
+
+    def _day_closed(self, symbol: str, day: dt.date, now: int | None) -> bool:
+        """Closed for every part the symbol has (ETF by its exchange, southbound by its rule)."""
+        if symbol in self.etf and not self.is_closed(self.cal.for_symbol(symbol), day, now):
+            return False
+        sb = self.sb.get(symbol)
+        return sb is None or self._sb_closed(self.cal["SB"], day, sb.days.get(day), now)
+
+    def export_day(self, symbol: str, day: dt.date) -> dict[str, Any]:
+        """The closed-day aggregate of one symbol (everything needed to rebuild it)."""
+        rec: dict[str, Any] = {"symbol": symbol, "date": day.isoformat()}
+        st = self.etf.get(symbol)
+        if st is not None:
+            if day in st.days:
+                rec["etf"] = st.days[day].to_state()
+            if day in st.units:
+                rec["units"] = list(st.units[day])
+        sb = self.sb.get(symbol)
+        if sb is not None and day in sb.days:
+            rec["southbound"] = sb.days[day].to_state()
+        return rec
+
+    def import_day(self, rec: dict[str, Any]) -> None:
+        symbol = rec["symbol"]
+        day = dt.date.fromisoformat(rec["date"])
+        if "etf" in rec or "units" in rec:
+            st = self.etf.get(symbol)
+            if st is None:
+                st = self.etf[symbol] = EtfState(symbol)
+            if "etf" in rec:
+                st.days[day] = EtfDay.from_state(rec["etf"])
+                if st.first_day is None or day < st.first_day:
+                    st.first_day = day
+            if "units" in rec:
+                st.units[day] = tuple(rec["units"])  # type: ignore[assignment]
+                self._date_seen(day)
+        if "southbound" in rec:
+            sb = self.sb.get(symbol)
+            if sb is None:
+                sb = self.sb[symbol] = SouthboundState(symbol)
+            sb.days[day] = SouthboundDay.from_state(rec["southbound"])
+            if sb.days[day].daily is not None:
+                self._date_seen(day)
+
+    def drop_symbols(self, symbols: Iterable[str]) -> None:
+        """Forget symbols (their partitions moved to another consumer)."""
+        gone = set(symbols)
+        for s in gone:
+            self.etf.pop(s, None)
+            self.sb.pop(s, None)
+        self.modified = {k for k in self.modified if k[0] not in gone}
+
+    def prune(self) -> None:
+        """Bound memory: expire window seconds, old days, dedupe sets of closed days."""
+        now = self.now_ms()
+        if now is None:
+            return
+        now_sec = now // 1000
+        for sym, st in self.etf.items():
+            st.windows.advance(now_sec)
+            cal = self.cal.for_symbol(sym)
+            cur = self.current_day(cal, now)
+            if cur is None:
+                continue
+            keep = cal.last_n(cur, ETF_RETAIN_DAYS)
+            oldest = keep[0] if keep else cur
+            prev = cal.previous(cur)
+            for d in [d for d in st.days if d < oldest]:
+                del st.days[d]
+            for d, day in st.days.items():
+                if prev is not None and d < prev:
+                    day.curve = {}
+                    day._cum = None
+                    day.trade_ids = set()
+            old_units = sorted(d for d in st.units if d < oldest)
+            for d in old_units[:-1]:  # the last one before the window is the baseline of the first inflow
+                del st.units[d]
+        sb_cal = self.cal["SB"]
+        cur = self.current_day(sb_cal, now)
+        if cur is None:
+            return
+        keep = sb_cal.last_n(cur, SB_RETAIN_DAYS)
+        oldest = keep[0] if keep else cur
+        prev = sb_cal.previous(cur)
+        for st in self.sb.values():
+            for d in [d for d in st.days if d < oldest]:
+                del st.days[d]
+            for d, day in st.days.items():
+                if prev is not None and d < prev and day.seqs:
+                    day.seqs = set()

@@ -1,0 +1,74 @@
+"""Per-stock southbound state and the consecutive net-buy-day streak.
+
+A day's net buy is the authoritative daily record (buy - sell) when one
+arrived, else the sum of the intraday ticks of both channels.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Callable, Iterable
+
+
+class SouthboundDay:
+    __slots__ = ("tick_buy", "tick_sell", "daily", "seqs")
+
+    def __init__(self) -> None:
+        self.tick_buy = 0
+        self.tick_sell = 0
+        self.daily: tuple[int, int] | None = None  # (buy, sell) micro-HKD
+        self.seqs: set[tuple[str, int]] = set()
+
+    @property
+    def net(self) -> int:
+        if self.daily is not None:
+            return self.daily[0] - self.daily[1]
+        return self.tick_buy - self.tick_sell
+
+    def to_state(self) -> dict[str, Any]:
+        return {"tick_buy": self.tick_buy, "tick_sell": self.tick_sell, "daily": self.daily}
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> "SouthboundDay":
+        day = cls()
+        day.tick_buy, day.tick_sell = data["tick_buy"], data["tick_sell"]
+        day.daily = tuple(data["daily"]) if data["daily"] is not None else None  # type: ignore[assignment]
+        return day
+
+
+class SouthboundState:
+    __slots__ = ("symbol", "days")
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.days: dict[dt.date, SouthboundDay] = {}
+
+    def day(self, date: dt.date) -> SouthboundDay:
+        d = self.days.get(date)
+        if d is None:
+            d = self.days[date] = SouthboundDay()
+        return d
+
+    def net(self, date: dt.date) -> int | None:
+        d = self.days.get(date)
+        return None if d is None else d.net
+
+
+def streak(days_back: Iterable[dt.date], net_of: Callable[[dt.date], int | None]) -> tuple[int, int]:
+    """Signed length and summed net of the run of same-signed days, newest first.
+
+    ``days_back`` walks trading days backwards from the latest closed day; a
+    missing (None) or zero day ends the run.
+    """
+    count, total, sign = 0, 0, 0
+    for day in days_back:
+        net = net_of(day)
+        if not net:
+            break
+        s = 1 if net > 0 else -1
+        if sign and s != sign:
+            break
+        sign = s
+        count += 1
+        total += net
+    return sign * count, total

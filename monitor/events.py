@@ -1,0 +1,328 @@
+"""Event types, the orjson codec and validation with a reason code for every rejection.
+
+Money, prices, volumes and shares are held as integers in millionths of their
+unit ("micros") so sums never drift; floats appear only on export. A JSON
+number is turned into micros exactly whenever it carries at most six decimals.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Any, Callable, ClassVar, Mapping, Union
+
+import orjson
+
+from monitor.calendars import DAY_MS, EXCHANGE_TZ, Calendars, TradingCalendar
+
+MICRO = 1_000_000
+_FAST_LIMIT = 1e9  # below this, round(x * 1e6) recovers the exact decimal of a float
+MAX_NUMBER = 1e15  # larger values are rejected as implausible
+
+TOPICS: dict[str, str] = {
+    "trade": "fundflow.etf.trades",
+    "units": "fundflow.etf.units",
+    "southbound": "fundflow.southbound.flows",
+    "southbound_daily": "fundflow.southbound.daily",
+}
+KIND_OF_TOPIC = {topic: kind for kind, topic in TOPICS.items()}
+DEADLETTER_TOPIC = "fundflow.deadletter"
+STATE_TOPIC = "fundflow.state.daily"
+
+# Every rejection reason, a closed set (it is a metric label).
+REASONS = (
+    "bad_json",
+    "too_large",
+    "unknown_kind",
+    "missing_field",
+    "wrong_type",
+    "bad_number",
+    "bad_value",
+    "bad_symbol",
+    "bad_timestamp",
+    "outside_session",
+)
+
+ETF_SYMBOL = re.compile(r"^\d{6}\.(SH|SZ)$")
+HK_SYMBOL = re.compile(r"^\d{5}\.HK$")
+
+
+class Rejected(Exception):
+    """An input that cannot become an event; ``reason`` is one of REASONS."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(slots=True, frozen=True)
+class Trade:
+    kind: ClassVar[str] = "trade"
+    symbol: str
+    ts_ms: int
+    price: int  # micro-CNY
+    volume: int  # micro-shares
+    amount: int  # micro-CNY
+    side: str | None  # "B", "S" or None (tick rule)
+    trade_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "kind": "trade", "symbol": self.symbol, "ts": self.ts_ms, "price": from_micro(self.price),
+            "volume": from_micro(self.volume), "amount": from_micro(self.amount), "trade_id": self.trade_id,
+        }
+        if self.side:
+            d["side"] = self.side
+        return d
+
+
+@dataclass(slots=True, frozen=True)
+class Units:
+    kind: ClassVar[str] = "units"
+    symbol: str
+    date: dt.date
+    shares: int  # micro-shares outstanding
+    nav: int  # micro-CNY per share
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "units", "symbol": self.symbol, "date": self.date.isoformat(),
+                "shares_outstanding": from_micro(self.shares), "nav": from_micro(self.nav)}
+
+
+@dataclass(slots=True, frozen=True)
+class SouthboundTick:
+    kind: ClassVar[str] = "southbound"
+    symbol: str
+    ts_ms: int
+    channel: str  # "SH" or "SZ"
+    buy: int  # micro-HKD
+    sell: int  # micro-HKD
+    seq: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "southbound", "symbol": self.symbol, "ts": self.ts_ms, "channel": self.channel,
+                "buy_hkd": from_micro(self.buy), "sell_hkd": from_micro(self.sell), "seq": self.seq}
+
+
+@dataclass(slots=True, frozen=True)
+class SouthboundDaily:
+    kind: ClassVar[str] = "southbound_daily"
+    symbol: str
+    date: dt.date
+    buy: int  # micro-HKD
+    sell: int  # micro-HKD
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "southbound_daily", "symbol": self.symbol, "date": self.date.isoformat(),
+                "buy_hkd": from_micro(self.buy), "sell_hkd": from_micro(self.sell)}
+
+
+Event = Union[Trade, Units, SouthboundTick, SouthboundDaily]
+
+
+def from_micro(units: int) -> float:
+    """Micros to a float for export (the only place floats appear)."""
+    return units / MICRO
+
+
+def to_micro(value: Any, name: str) -> int:
+    """A non-negative JSON number to exact micros; raises Rejected otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise Rejected("wrong_type", f"{name} must be a number, got {type(value).__name__}")
+    if isinstance(value, int):
+        if value < 0 or value > MAX_NUMBER:
+            raise Rejected("bad_number", f"{name} out of range: {value}")
+        return value * MICRO
+    if not math.isfinite(value) or value < 0 or value > MAX_NUMBER:
+        raise Rejected("bad_number", f"{name} must be finite, >= 0 and <= 1e15, got {value!r}")
+    if value < _FAST_LIMIT:
+        return round(value * MICRO)
+    return int((Decimal(repr(value)) * MICRO).to_integral_value(ROUND_HALF_EVEN))
+
+
+def mul_micro(a: int, b: int) -> int:
+    """The product of two micro quantities, in micros, rounded half to even."""
+    q, r = divmod(a * b, MICRO)
+    if 2 * r > MICRO or (2 * r == MICRO and q % 2):
+        q += 1
+    return q
+
+
+def parse_ts(value: Any) -> int:
+    """Epoch milliseconds, or ISO-8601 (naive = exchange time), to epoch ms."""
+    if isinstance(value, bool):
+        raise Rejected("wrong_type", "ts must be epoch milliseconds or an ISO-8601 string")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise Rejected("bad_timestamp", f"ts is not finite: {value!r}")
+        return math.floor(value)
+    if isinstance(value, str):
+        try:
+            when = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise Rejected("bad_timestamp", f"ts is not ISO-8601: {value[:40]!r}") from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=EXCHANGE_TZ)
+        return round(when.timestamp() * 1000)
+    raise Rejected("wrong_type", f"ts must be a number or string, got {type(value).__name__}")
+
+
+def parse_date(value: Any, name: str = "date") -> dt.date:
+    if not isinstance(value, str):
+        raise Rejected("wrong_type", f"{name} must be a YYYY-MM-DD string, got {type(value).__name__}")
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise Rejected("bad_timestamp", f"{name} is not YYYY-MM-DD: {value[:40]!r}") from None
+
+
+def infer_kind(obj: Mapping[str, Any]) -> str | None:
+    """The kind of an event without a ``kind`` field, from the fields it has."""
+    if "trade_id" in obj or "price" in obj:
+        return "trade"
+    if "shares_outstanding" in obj:
+        return "units"
+    if "channel" in obj or "seq" in obj:
+        return "southbound"
+    if "buy_hkd" in obj and "date" in obj:
+        return "southbound_daily"
+    return None
+
+
+class Validator:
+    """Turns raw payloads into events, checking sessions against the calendars."""
+
+    def __init__(self, calendars: Calendars, session_margin_minutes: int = 60, max_payload_bytes: int = 64 * 1024) -> None:
+        self.calendars = calendars
+        self.margin_ms = session_margin_minutes * 60_000
+        self.max_payload_bytes = max_payload_bytes
+        self._bounds: dict[tuple[str, int], tuple[int, int] | None] = {}
+        self._builders: dict[str, Callable[[Mapping[str, Any]], Event]] = {
+            "trade": self._trade,
+            "units": self._units,
+            "southbound": self._tick,
+            "southbound_daily": self._daily,
+        }
+
+    # -- entry points -------------------------------------------------------
+    def decode(self, raw: bytes, kind: str | None = None) -> Event:
+        """Bytes of one JSON event to an Event; ``kind`` comes from the topic when known."""
+        if len(raw) > self.max_payload_bytes:
+            raise Rejected("too_large", f"payload of {len(raw)} bytes exceeds {self.max_payload_bytes}")
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise Rejected("bad_json", str(exc)[:120]) from None
+        return self.validate(obj, kind)
+
+    def validate(self, obj: Any, kind: str | None = None) -> Event:
+        if not isinstance(obj, dict):
+            raise Rejected("bad_json", f"an event must be a JSON object, got {type(obj).__name__}")
+        declared = obj.get("kind")
+        if declared is not None and kind is not None and declared != kind:
+            raise Rejected("unknown_kind", f"kind {str(declared)[:30]!r} on a {kind} stream")
+        kind = kind or declared or infer_kind(obj)
+        builder = self._builders.get(kind) if isinstance(kind, str) else None
+        if builder is None:
+            raise Rejected("unknown_kind", f"unknown event kind {str(kind)[:30]!r}")
+        try:
+            return builder(obj)
+        except KeyError as exc:
+            raise Rejected("missing_field", f"missing field {exc.args[0]!r}") from None
+        except (TypeError, InvalidOperation, OverflowError) as exc:
+            raise Rejected("wrong_type", str(exc)[:120]) from None
+
+    # -- builders -----------------------------------------------------------
+    def _trade(self, o: Mapping[str, Any]) -> Trade:
+        symbol = self._symbol(o["symbol"], etf_ok=True, hk_ok=True)
+        ts = self._in_session(parse_ts(o["ts"]), self.calendars.for_symbol(symbol), symbol)
+        price = to_micro(o["price"], "price")
+        volume = to_micro(o["volume"], "volume")
+        if price == 0 or volume == 0:
+            raise Rejected("bad_number", "price and volume must be > 0")
+        raw_amount = o.get("amount")
+        if raw_amount is None:
+            amount = mul_micro(price, volume)
+        else:
+            amount = to_micro(raw_amount, "amount")
+        side = o.get("side")
+        if side is not None:
+            if not isinstance(side, str):
+                raise Rejected("wrong_type", "side must be 'B' or 'S'")
+            side = side.upper()
+            if side not in ("B", "S"):
+                raise Rejected("bad_value", f"side must be 'B' or 'S', got {side[:10]!r}")
+        tid = o["trade_id"]
+        if isinstance(tid, bool) or not isinstance(tid, (str, int)) or tid == "":
+            raise Rejected("wrong_type", "trade_id must be a non-empty string or integer")
+        return Trade(symbol, ts, price, volume, amount, side, str(tid))
+
+    def _units(self, o: Mapping[str, Any]) -> Units:
+        symbol = self._symbol(o["symbol"], etf_ok=True, hk_ok=True)
+        day = self._trading_date(o["date"], self.calendars.for_symbol(symbol))
+        nav = to_micro(o["nav"], "nav")
+        if nav == 0:
+            raise Rejected("bad_number", "nav must be > 0")
+        return Units(symbol, day, to_micro(o["shares_outstanding"], "shares_outstanding"), nav)
+
+    def _tick(self, o: Mapping[str, Any]) -> SouthboundTick:
+        symbol = self._symbol(o["symbol"], etf_ok=False, hk_ok=True)
+        channel = o["channel"]
+        if channel not in ("SH", "SZ"):
+            raise Rejected("bad_value", f"channel must be 'SH' or 'SZ', got {str(channel)[:10]!r}")
+        ts = self._in_session(parse_ts(o["ts"]), self.calendars["SB"], symbol)
+        seq = o["seq"]
+        if isinstance(seq, bool) or not isinstance(seq, int):
+            raise Rejected("wrong_type", "seq must be an integer")
+        if seq < 0:
+            raise Rejected("bad_number", "seq must be >= 0")
+        return SouthboundTick(symbol, ts, channel, to_micro(o["buy_hkd"], "buy_hkd"), to_micro(o["sell_hkd"], "sell_hkd"), seq)
+
+    def _daily(self, o: Mapping[str, Any]) -> SouthboundDaily:
+        symbol = self._symbol(o["symbol"], etf_ok=False, hk_ok=True)
+        day = self._trading_date(o["date"], self.calendars["SB"])
+        return SouthboundDaily(symbol, day, to_micro(o["buy_hkd"], "buy_hkd"), to_micro(o["sell_hkd"], "sell_hkd"))
+
+    # -- checks -------------------------------------------------------------
+    @staticmethod
+    def _symbol(value: Any, etf_ok: bool, hk_ok: bool) -> str:
+        if not isinstance(value, str):
+            raise Rejected("wrong_type", f"symbol must be a string, got {type(value).__name__}")
+        if (etf_ok and ETF_SYMBOL.match(value)) or (hk_ok and HK_SYMBOL.match(value)):
+            return value
+        want = " or ".join(w for w, ok in (("NNNNNN.SH/.SZ", etf_ok), ("NNNNN.HK", hk_ok)) if ok)
+        raise Rejected("bad_symbol", f"symbol {value[:20]!r} is not {want}")
+
+    def _in_session(self, ts: int, cal: TradingCalendar, symbol: str) -> int:
+        day_index = (ts + 8 * 3_600_000) // DAY_MS
+        key = (cal.name, day_index)
+        try:
+            bounds = self._bounds[key]
+        except KeyError:
+            day = dt.date.fromordinal(719163 + day_index) if 0 < 719163 + day_index < 3_652_059 else None
+            session = cal.session(day) if day is not None else None
+            bounds = (session.open_ms - self.margin_ms, session.close_ms + self.margin_ms) if session else None
+            self._bounds[key] = bounds
+        if bounds is None:
+            raise Rejected("outside_session", f"{symbol} event at ts={ts} is not on a {cal.name} trading day")
+        if not bounds[0] <= ts <= bounds[1]:
+            raise Rejected("outside_session", f"{symbol} event at ts={ts} is far outside the {cal.name} session")
+        return ts
+
+    @staticmethod
+    def _trading_date(value: Any, cal: TradingCalendar) -> dt.date:
+        day = parse_date(value)
+        if day not in cal:
+            raise Rejected("outside_session", f"{day} is not a {cal.name} trading day")
+        return day
+
+
+def encode(event: Event) -> bytes:
+    """The canonical wire form of a validated event."""
+    return orjson.dumps(event.to_dict())
