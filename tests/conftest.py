@@ -1,0 +1,132 @@
+"""Shared fixtures: real Kafka / Mosquitto / Prometheus / Alertmanager.
+
+A missing server binary or jar skips the test locally and FAILS it when the
+``CI`` environment variable is set (see docs/testing.md).
+
+Fixtures:
+  kafka                 session: a started KafkaBroker (``.bootstrap``)
+  kafka_factory         function: ``make(**kw) -> KafkaBroker`` (own broker, stopped after)
+  mosquitto             session: a started Mosquitto (``.host``, ``.port``)
+  mosquitto_factory     function: ``make(**kw) -> Mosquitto``
+  prometheus_factory    function: ``make(scrape_targets, **kw) -> Prometheus``
+  alertmanager_factory  function: ``make(webhook_url=None, **kw) -> Alertmanager``
+  require               the ``require_binary`` function, for subfolder conftests
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from tests.harness import services  # noqa: E402
+from tests.harness.services import (  # noqa: E402
+    Alertmanager,
+    KafkaBroker,
+    MissingBinary,
+    Mosquitto,
+    Prometheus,
+)
+
+
+def missing(reason: str) -> None:
+    """Skip locally, fail under CI: a missing server is never a silent skip in CI."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set, so this is a failure)", pytrace=False)
+    pytest.skip(f"{reason} (set CI to fail instead)")
+
+
+def require_binary(name: str) -> str:
+    """Path of binary ``name``; ``"kafka"`` means the Kafka jar dir. Skip/fail when missing."""
+    if name in ("kafka", "kafka_2.13", "kafka-jars"):
+        try:
+            return str(services.kafka_libs())
+        except MissingBinary as exc:
+            missing(str(exc))
+    path = services.find_binary(name)
+    if path is None:
+        missing(f"{name} not installed (run: bash deploy/dev/install-deps.sh)")
+    return path
+
+
+def _start(service):
+    try:
+        return service.start()
+    except MissingBinary as exc:
+        missing(str(exc))
+
+
+def pytest_configure(config):
+    # Also declared in pyproject.toml; repeated so this conftest stands alone.
+    config.addinivalue_line("markers", "integration: needs real servers (Kafka, Mosquitto, Prometheus)")
+    # kafka-python's protocol loader uses importlib.resources' legacy API on every request type
+    config.addinivalue_line("filterwarnings", "ignore:read_text is deprecated:DeprecationWarning")
+    config.addinivalue_line("filterwarnings", "ignore:open_text is deprecated:DeprecationWarning")
+
+
+@pytest.fixture(scope="session")
+def require():
+    return require_binary
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory):
+    broker = _start(KafkaBroker(tmp_path_factory.mktemp("kafka")))
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory):
+    broker = _start(Mosquitto(tmp_path_factory.mktemp("mosquitto")))
+    yield broker
+    broker.stop()
+
+
+def _factory(tmp_path_factory, cls, name):
+    started = []
+
+    def make(*args, **kwargs):
+        service = cls(tmp_path_factory.mktemp(name), *args, **kwargs)
+        started.append(service)
+        return _start(service)
+
+    return make, started
+
+
+@pytest.fixture
+def kafka_factory(tmp_path_factory):
+    make, started = _factory(tmp_path_factory, KafkaBroker, "kafka")
+    yield make
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
+def mosquitto_factory(tmp_path_factory):
+    make, started = _factory(tmp_path_factory, Mosquitto, "mosquitto")
+    yield make
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
+def prometheus_factory(tmp_path_factory):
+    make, started = _factory(tmp_path_factory, Prometheus, "prometheus")
+    yield make
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
+def alertmanager_factory(tmp_path_factory):
+    make, started = _factory(tmp_path_factory, Alertmanager, "alertmanager")
+    yield make
+    for s in started:
+        s.stop()
