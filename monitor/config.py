@@ -32,6 +32,7 @@ class KafkaConfig:
     ssl_cafile: str = ""
     ssl_certfile: str = ""
     ssl_keyfile: str = ""
+    retention_ms: int = -1  # event topics; records carry event time, so a finite value deletes replayed history
     linger_ms: int = 20
     batch_size: int = 262144
     buffer_max_events: int = 100_000

@@ -1,0 +1,199 @@
+"""Kafka bus on kafka-python: acks=all idempotent producer, group consumer, manual commits.
+
+Records carry event time as their Kafka timestamp, so ``offsets_for_times``
+finds the start of a trading session for recovery.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Iterable, Iterator
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.partitioner.default import murmur2
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from monitor.bus import ALL_TOPICS, COMPACTED_TOPICS, EVENT_TOPICS, AssignCallback, Record, TopicPartition as TP
+from monitor.config import KafkaConfig
+
+log = logging.getLogger("fundflow.kafka")
+
+
+class KafkaBus:
+    def __init__(self, cfg: KafkaConfig) -> None:
+        self.cfg = cfg
+        self.partitions = cfg.partitions
+        self._producer: KafkaProducer | None = None
+        self._errors: list[BaseException] = []
+        self._lock = threading.Lock()
+
+    # -- admin -------------------------------------------------------------
+    def _common(self) -> dict[str, Any]:
+        return {"bootstrap_servers": self.cfg.bootstrap_servers.split(","), "client_id": self.cfg.client_id,
+                **self.cfg.client_security()}
+
+    def ensure_topics(self) -> None:
+        admin = KafkaAdminClient(**self._common())
+        try:
+            existing = set(admin.list_topics())
+            wanted = []
+            for name in ALL_TOPICS:
+                if name in existing:
+                    continue
+                configs: dict[str, str] = {}
+                if name in COMPACTED_TOPICS:
+                    configs["cleanup.policy"] = "compact"
+                elif name in EVENT_TOPICS:
+                    configs["retention.ms"] = str(self.cfg.retention_ms)
+                wanted.append(NewTopic(name, self.partitions, self.cfg.replication_factor, topic_configs=configs))
+            if wanted:
+                try:
+                    admin.create_topics(wanted)
+                except TopicAlreadyExistsError:
+                    pass
+                log.info("created topics %s", ", ".join(t.name for t in wanted))
+        finally:
+            admin.close()
+
+    def partition_for(self, key: bytes) -> int:
+        # the same murmur2 choice as kafka-python's DefaultPartitioner
+        return (murmur2(key) & 0x7FFFFFFF) % self.partitions
+
+    # -- producing ---------------------------------------------------------
+    @property
+    def producer(self) -> KafkaProducer:
+        if self._producer is None:
+            self._producer = KafkaProducer(
+                acks="all",
+                retries=2**31 - 1,
+                enable_idempotence=True,
+                linger_ms=self.cfg.linger_ms,
+                batch_size=self.cfg.batch_size,
+                max_block_ms=10_000,
+                delivery_timeout_ms=120_000,
+                **self._common(),
+            )
+        return self._producer
+
+    def _failed(self, exc: BaseException) -> None:
+        with self._lock:
+            self._errors.append(exc)
+
+    def produce(self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int | None = None,
+                partition: int | None = None) -> None:
+        if partition is None and key is not None:
+            partition = self.partition_for(key)
+        fut = self.producer.send(topic, value=value, key=key, timestamp_ms=timestamp_ms, partition=partition)
+        fut.add_errback(self._failed)
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        if self._producer is not None:
+            self._producer.flush(timeout=timeout_s)
+        with self._lock:
+            errors, self._errors = self._errors, []
+        if errors:
+            raise KafkaError(f"{len(errors)} record(s) not delivered: {errors[0]!r}")
+
+    # -- consuming ---------------------------------------------------------
+    def consumer(self, group_id: str, topics: Iterable[str], on_assign: AssignCallback | None = None,
+                 on_revoke: AssignCallback | None = None) -> "KafkaGroupConsumer":
+        return KafkaGroupConsumer(self, group_id, list(topics), on_assign, on_revoke)
+
+    def read_partitions(self, topic: str, partitions: Iterable[int]) -> Iterator[Record]:
+        tps = [TopicPartition(topic, p) for p in partitions]
+        if not tps:
+            return
+        reader = KafkaConsumer(group_id=None, enable_auto_commit=False, **self._common())
+        try:
+            reader.assign(tps)
+            reader.seek_to_beginning(*tps)
+            ends = reader.end_offsets(tps)
+            pending = {tp for tp in tps if ends[tp] > reader.position(tp)}
+            while pending:
+                for tp, recs in reader.poll(timeout_ms=500, max_records=5000).items():
+                    yield from recs  # type: ignore[misc]
+                for tp in list(pending):
+                    if reader.position(tp) >= ends[tp]:
+                        pending.discard(tp)
+        finally:
+            reader.close()
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(timeout=10)
+            self._producer.close(timeout=10)
+            self._producer = None
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, on_assign: AssignCallback | None, on_revoke: AssignCallback | None) -> None:
+        self.on_assign, self.on_revoke = on_assign, on_revoke
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        if self.on_revoke and revoked:
+            self.on_revoke([(tp.topic, tp.partition) for tp in revoked])
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        if self.on_assign and assigned:
+            self.on_assign([(tp.topic, tp.partition) for tp in assigned])
+
+
+class KafkaGroupConsumer:
+    def __init__(self, bus: KafkaBus, group_id: str, topics: list[str], on_assign: AssignCallback | None,
+                 on_revoke: AssignCallback | None) -> None:
+        self._c = KafkaConsumer(
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=5000,
+            fetch_max_bytes=52_428_800,
+            max_partition_fetch_bytes=4_194_304,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=3_000,
+            **bus._common(),
+        )
+        self._c.subscribe(topics, listener=_Listener(on_assign, on_revoke))
+
+    def poll(self, timeout_ms: int, max_records: int) -> list[Record]:
+        batches = self._c.poll(timeout_ms=timeout_ms, max_records=max_records)
+        if not batches:
+            return []
+        if len(batches) == 1:
+            return next(iter(batches.values()))  # type: ignore[return-value]
+        return [r for recs in batches.values() for r in recs]  # type: ignore[misc]
+
+    def assignment(self) -> set[TP]:
+        return {(tp.topic, tp.partition) for tp in self._c.assignment()}
+
+    def commit(self, offsets: dict[TP, int]) -> None:
+        if offsets:
+            self._c.commit({TopicPartition(*tp): OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()})
+
+    def committed(self, tp: TP) -> int | None:
+        return self._c.committed(TopicPartition(*tp))
+
+    def offsets_for_time(self, tps: Iterable[TP], ts_ms: int) -> dict[TP, int | None]:
+        found = self._c.offsets_for_times({TopicPartition(*tp): ts_ms for tp in tps})
+        return {(tp.topic, tp.partition): (o.offset if o is not None else None) for tp, o in found.items()}
+
+    def seek(self, tp: TP, offset: int) -> None:
+        self._c.seek(TopicPartition(*tp), offset)
+
+    def position(self, tp: TP) -> int:
+        return self._c.position(TopicPartition(*tp))
+
+    def beginning_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
+        return {(tp.topic, tp.partition): o for tp, o in self._c.beginning_offsets([TopicPartition(*t) for t in tps]).items()}
+
+    def end_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
+        return {(tp.topic, tp.partition): o for tp, o in self._c.end_offsets([TopicPartition(*t) for t in tps]).items()}
+
+    def close(self) -> None:
+        try:
+            self._c.close(autocommit=False)
+        except Exception:  # closing a consumer whose broker is gone must not mask the real error
+            log.debug("consumer close failed", exc_info=True)

@@ -1,0 +1,1 @@
+"""Sources that validate at the edge and publish events to the bus."""

@@ -1,0 +1,159 @@
+"""Prometheus exposition: one custom collector reads the engine and pipeline stats at scrape time."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Iterator
+
+from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from consumers.engine import Engine
+from monitor.calendars import MARKETS
+from monitor.stats import LAG_BUCKETS, PipelineStats
+
+P = "fundflow_"
+
+ETF_GAUGES: tuple[tuple[str, str, str], ...] = (
+    ("etf_turnover_cny", "turnover_cny", "Turnover of the current trading day, CNY."),
+    ("etf_prev_turnover_cny", "prev_turnover_cny", "Turnover of the previous trading day, CNY."),
+    ("etf_prev_turnover_same_time_cny", "prev_turnover_same_time_cny",
+     "Turnover of the previous trading day up to the current time of day, CNY."),
+    ("etf_volume_ratio", "volume_ratio",
+     "Volume per trading minute today over the average per minute of the previous 5 sessions (ratio)."),
+    ("etf_price_change_ratio", "price_change_ratio", "Last price over the previous session's last price, minus 1 (ratio)."),
+    ("etf_last_price_cny", "last_price_cny", "Last traded price today, CNY."),
+    ("etf_aum_cny", "aum_cny", "Assets under management: latest shares outstanding x NAV, CNY."),
+)
+
+
+class FundflowCollector(Collector):
+    def __init__(self, engine: Engine, stats: PipelineStats, wall: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self.stats = stats
+        self.wall = wall
+
+    def collect(self) -> Iterator[Any]:
+        yield from self._business()
+        yield from self._pipeline()
+
+    def _business(self) -> Iterator[Any]:
+        engine = self.engine
+        net = GaugeMetricFamily(P + "etf_net_inflow_cny", "Active net inflow (buyer- minus seller-initiated amount) "
+                                "over the window (1m..1h by event time; 1d/5d/20d trading days), CNY.",
+                                labels=["symbol", "window"])
+        creation = GaugeMetricFamily(P + "etf_creation_net_inflow_cny", "Creation/redemption net inflow "
+                                     "(change in shares outstanding x NAV) over the last 1/5/20 trading days, CNY.",
+                                     labels=["symbol", "window"])
+        ratio = GaugeMetricFamily(P + "etf_turnover_vs_prev_session_ratio", "Turnover today over the previous "
+                                  "session's, whole day or up to the same time of day (ratio).", labels=["symbol", "basis"])
+        plain = {name: GaugeMetricFamily(P + name, help_, labels=["symbol"]) for name, _, help_ in ETF_GAUGES}
+        for symbol in sorted(engine.etf):
+            doc = engine.etf_doc(symbol)
+            if doc is None:
+                continue
+            for window, value in doc["net_inflow_cny"].items():
+                if value is not None:
+                    net.add_metric([symbol, window], value)
+            for window, value in doc["creation_net_inflow_cny"].items():
+                if value is not None:
+                    creation.add_metric([symbol, window], value)
+            for basis, value in doc["turnover_vs_prev_session_ratio"].items():
+                if value is not None:
+                    ratio.add_metric([symbol, basis], value)
+            for name, field, _ in ETF_GAUGES:
+                value = doc[field]
+                if value is not None:
+                    plain[name].add_metric([symbol], value)
+        yield net
+        yield creation
+        yield ratio
+        yield from plain.values()
+
+        sb_net = GaugeMetricFamily(P + "southbound_net_buy_hkd", "Southbound net buy (buy - sell) over the last "
+                                   "1/5/20 southbound trading days, current day included, HKD.", labels=["symbol", "window"])
+        streak = GaugeMetricFamily(P + "southbound_net_buy_streak_days", "Consecutive closed southbound trading days "
+                                   "of net buying (positive) or net selling (negative), days.", labels=["symbol"])
+        streak_sum = GaugeMetricFamily(P + "southbound_streak_net_buy_hkd", "Net buy summed over the current streak, HKD.",
+                                       labels=["symbol"])
+        provisional = GaugeMetricFamily(P + "southbound_provisional_net_buy_hkd", "Net buy of the current, not yet "
+                                        "closed southbound day, HKD.", labels=["symbol"])
+        for symbol in sorted(engine.sb):
+            doc = engine.sb_doc(symbol)
+            if doc is None:
+                continue
+            for window, value in doc["net_buy_hkd"].items():
+                if value is not None:
+                    sb_net.add_metric([symbol, window], value)
+            streak.add_metric([symbol], doc["streak_days"])
+            streak_sum.add_metric([symbol], doc["streak_net_buy_hkd"])
+            if doc["provisional_net_buy_hkd"] is not None:
+                provisional.add_metric([symbol], doc["provisional_net_buy_hkd"])
+        yield sb_net
+        yield streak
+        yield streak_sum
+        yield provisional
+
+    def _pipeline(self) -> Iterator[Any]:
+        engine, stats = self.engine, self.stats
+        for name, counts, help_ in (
+            ("events_applied", engine.applied, "Events applied to state."),
+            ("events_duplicate", engine.duplicates, "Events ignored as duplicates (same trade_id, or symbol+channel+seq)."),
+            ("events_late", engine.late, "Events applied later than the grace behind the stream clock."),
+        ):
+            fam = CounterMetricFamily(P + name, help_, labels=["kind"])
+            for kind, n in sorted(counts.items()):
+                fam.add_metric([kind], n)
+            yield fam
+        for name, counts, labels, help_ in (
+            ("events_ingested", stats.ingested, ["source", "kind"], "Events accepted by a source."),
+            ("events_rejected", stats.rejected, ["source", "reason"], "Inputs rejected and dead-lettered, by reason."),
+        ):
+            fam = CounterMetricFamily(P + name, help_, labels=labels)
+            for key, n in sorted(counts.items()):
+                fam.add_metric(list(key), n)
+            yield fam
+        fam = CounterMetricFamily(P + "source_reconnects", "Reconnections of a source.", labels=["source"])
+        for src, n in sorted(stats.reconnects.items()):
+            fam.add_metric([src], n)
+        yield fam
+        last = GaugeMetricFamily(P + "last_event_timestamp_seconds", "Wall-clock time the last event was received, "
+                                 "unix seconds.", labels=["source"])
+        for src, t in sorted(stats.last_event_wall_s.items()):
+            last.add_metric([src], t)
+        yield last
+        conn = GaugeMetricFamily(P + "source_connected", "1 when the source is connected.", labels=["source"])
+        for src, up in sorted(stats.connected.items()):
+            conn.add_metric([src], 1.0 if up else 0.0)
+        yield conn
+        yield GaugeMetricFamily(P + "ingest_buffered_events", "Events accepted but not yet acknowledged by the bus.",
+                                value=stats.buffered)
+        lag = GaugeMetricFamily(P + "consumer_lag_messages", "Messages behind the end of each partition.",
+                                labels=["topic", "partition"])
+        for (topic, part), n in sorted(stats.consumer_lag.items()):
+            lag.add_metric([topic, str(part)], n)
+        yield lag
+        if stats.recovery_seconds is not None:
+            yield GaugeMetricFamily(P + "state_recovery_seconds", "Time the last state recovery took, seconds.",
+                                    value=stats.recovery_seconds)
+        cum, buckets = 0, []
+        for bound, n in zip(LAG_BUCKETS + (float("inf"),), stats.lag_counts):
+            cum += n
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cum))
+        yield HistogramMetricFamily(P + "event_lag_seconds", "Event time to applied, seconds.", buckets=buckets,
+                                    sum_value=stats.lag_sum)
+        now_ms = int(self.wall() * 1000)
+        market = GaugeMetricFamily(P + "market_open", "1 while the exchange is in a trading session.", labels=["market"])
+        for m in MARKETS:
+            market.add_metric([m], 1.0 if engine.cal[m].is_open(now_ms) else 0.0)
+        yield market
+        as_of = engine.now_ms()
+        if as_of is not None:
+            yield GaugeMetricFamily(P + "stream_as_of_timestamp_seconds", "The stream clock (greatest event time), "
+                                    "unix seconds.", value=as_of / 1000)
+
+
+def make_registry(engine: Engine, stats: PipelineStats) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(FundflowCollector(engine, stats))
+    return registry

@@ -1,0 +1,202 @@
+"""The HTTP face of the service: /metrics, health, the JSON API (aiohttp).
+
+Handlers run on the event loop, the same thread that applies events, so
+they read the engine without locks.
+"""
+
+from __future__ import annotations
+
+import hmac
+from importlib import resources
+from typing import Any, Awaitable, Callable
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.registry import CollectorRegistry
+
+from consumers.engine import MULTI_DAY, Engine
+from consumers.etf import INTRADAY_WINDOWS
+from monitor.calendars import MARKETS
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ETF_WINDOWS = [n for n, _ in INTRADAY_WINDOWS] + [n for n, _ in MULTI_DAY]
+SB_WINDOWS = [n for n, _ in MULTI_DAY]
+PROTECTED = ("/api/", "/metrics", "/ingest")
+
+ENGINE = web.AppKey("engine", Engine)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+READY = web.AppKey("ready", object)  # () -> bool
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS), status=status,
+                        content_type="application/json")
+
+
+def json_error(status: int, message: str) -> web.Response:
+    return json_response({"error": {"status": status, "message": message}}, status)
+
+
+def auth_middleware(token: str) -> Any:
+    """Bearer token on /api, /metrics and /ingest; compared in constant time, never logged."""
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(PROTECTED):
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                resp = json_error(401, "missing or wrong bearer token")
+                resp.headers["WWW-Authenticate"] = 'Bearer realm="fundflow"'
+                return resp
+        return await handler(request)
+
+    return check
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.content_type == "application/json":
+            raise
+        return json_error(exc.status, exc.reason)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY]
+    if "application/openmetrics-text" in request.headers.get("Accept", ""):
+        return web.Response(body=generate_openmetrics(registry), headers={"Content-Type": OPENMETRICS_TYPE})
+    return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ready = request.app[READY]()  # type: ignore[operator]
+    return json_response({"ready": bool(ready)}, 200 if ready else 503)
+
+
+async def symbols(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    out = [{"symbol": s, "etf": s in engine.etf, "southbound": s in engine.sb} for s in engine.symbols()]
+    return json_response({"as_of": _as_of(engine), "symbols": out})
+
+
+async def symbol(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    name = request.match_info["symbol"].upper()
+    doc = engine.symbol_doc(name)
+    if doc is None:
+        return json_error(404, f"unknown symbol {name[:20]}")
+    return json_response({"symbol": name, "as_of": _as_of(engine), **doc})
+
+
+def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _bad(f"{name} must be an integer") from None
+    if not lo <= value <= hi:
+        raise _bad(f"{name} must be between {lo} and {hi}")
+    return value
+
+
+def _bad(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(body=orjson.dumps({"error": {"status": 400, "message": message}}),
+                              content_type="application/json")
+
+
+async def streaks(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    min_days = _int_param(request, "min_days", 1, 0, 10_000)
+    direction = request.query.get("direction", "any")
+    if direction not in ("buy", "sell", "any"):
+        raise _bad("direction must be buy, sell or any")
+    rows = []
+    for s in sorted(engine.sb):
+        doc = engine.sb_doc(s)
+        if doc is None:
+            continue
+        days = doc["streak_days"]
+        if abs(days) < min_days or (direction == "buy" and days <= 0) or (direction == "sell" and days >= 0):
+            continue
+        rows.append({"symbol": s, "streak_days": days, "streak_net_buy_hkd": doc["streak_net_buy_hkd"],
+                     "provisional_net_buy_hkd": doc["provisional_net_buy_hkd"]})
+    rows.sort(key=lambda r: (-abs(r["streak_days"]), r["symbol"]))
+    return json_response({"as_of": _as_of(engine), "min_days": min_days, "direction": direction, "streaks": rows})
+
+
+async def flows(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    market = request.query.get("market", "HK").upper()
+    window = request.query.get("window", "20d")
+    top = _int_param(request, "top", 10, 1, 10_000)
+    if market not in MARKETS:
+        raise _bad(f"market must be one of {', '.join(MARKETS)}")
+    if market == "HK":
+        if window not in SB_WINDOWS:
+            raise _bad(f"window must be one of {', '.join(SB_WINDOWS)} for southbound flows")
+        rows = [{"symbol": s, "net_buy_hkd": v} for s, v in engine.top_southbound(window, top)]
+    else:
+        if window not in ETF_WINDOWS:
+            raise _bad(f"window must be one of {', '.join(ETF_WINDOWS)}")
+        values = []
+        for s in engine.etf:
+            if not s.endswith("." + market):
+                continue
+            doc = engine.etf_doc(s)
+            v = doc["net_inflow_cny"].get(window) if doc else None
+            if v is not None:
+                values.append((-v, s))
+        rows = [{"symbol": s, "net_inflow_cny": -nv} for nv, s in sorted(values)[:top]]
+    return json_response({"as_of": _as_of(engine), "market": market, "window": window, "flows": rows})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    spec = resources.files("monitor").joinpath("openapi.json").read_bytes()
+    return web.Response(body=spec, content_type="application/json")
+
+
+def _as_of(engine: Engine) -> str | None:
+    from monitor.calendars import iso
+
+    now = engine.now_ms()
+    return iso(now) if now is not None else None
+
+
+def make_app(engine: Engine, registry: CollectorRegistry, ready: Callable[[], bool], token: str = "",
+             max_body_bytes: int = 8 * 1024 * 1024) -> web.Application:
+    middlewares = [error_middleware]
+    if token:
+        middlewares.insert(0, auth_middleware(token))
+    app = web.Application(middlewares=middlewares, client_max_size=max_body_bytes)
+    app[ENGINE] = engine
+    app[REGISTRY] = registry
+    app[READY] = ready
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/api/v1/symbols", symbols)
+    app.router.add_get("/api/v1/symbols/{symbol}", symbol)
+    app.router.add_get("/api/v1/streaks", streaks)
+    app.router.add_get("/api/v1/flows", flows)
+    app.router.add_get("/api/v1/openapi.json", openapi)
+    return app
+
+
+async def start_site(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    return runner

@@ -1,0 +1,36 @@
+"""Pipeline counters kept as plain Python numbers; the metrics collector exports them.
+
+Incrementing a dict entry costs a fraction of a Prometheus client call, and
+every series is produced at scrape time from one place.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+@dataclass
+class PipelineStats:
+    ingested: Counter[tuple[str, str]] = field(default_factory=Counter)  # (source, kind)
+    rejected: Counter[tuple[str, str]] = field(default_factory=Counter)  # (source, reason)
+    reconnects: Counter[str] = field(default_factory=Counter)  # source
+    last_event_wall_s: dict[str, float] = field(default_factory=dict)  # source -> wall time of last event
+    connected: dict[str, bool] = field(default_factory=dict)  # source -> up
+    buffered: int = 0  # events accepted by sources, not yet acknowledged by the bus
+    lag_counts: list[int] = field(default_factory=lambda: [0] * (len(LAG_BUCKETS) + 1))
+    lag_sum: float = 0.0
+    consumer_lag: dict[tuple[str, int], int] = field(default_factory=dict)
+    recovery_seconds: float | None = None
+
+    def observe_lag(self, seconds: float) -> None:
+        """Event time to applied, into the histogram buckets."""
+        i = 0
+        for bound in LAG_BUCKETS:
+            if seconds <= bound:
+                break
+            i += 1
+        self.lag_counts[i] += 1
+        self.lag_sum += seconds
