@@ -1,0 +1,602 @@
+"""Seeded, deterministic market simulator: ETF trades and units, southbound ticks and dailies.
+
+It exists so the whole pipeline (ingest, consumers, metrics, alerts) can be
+driven and checked end to end without a market-data licence. The default
+:class:`Scenario` recreates the seed day 2025-09-12 that the design document
+quotes (513770.SH turned over ~606M CNY, 20-day creation inflow 2.792bn, Alibaba
+net-bought 15 days in a row for > HK$37.1bn, ...), so a demo shows the same
+figures a desk would see, and :func:`truth` gives the totals to assert against.
+
+Plain Python on purpose: no I/O imports, one ``random.Random`` per stream seeded
+from the scenario seed (string seeds hash with SHA-512, so runs are identical
+across processes and platforms), integer arithmetic for money until the event
+is built, so the floats in events are exactly the decimals they stand for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import datetime as dt
+import math
+import random
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
+from operator import itemgetter
+from typing import Any, AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+
+__all__ = ["Scenario", "DaySession", "Simulation", "generate", "truth", "paced", "trading_days"]
+
+Event = dict[str, Any]
+
+_DEFAULT_ETFS = ("513770.SH", "159920.SZ", "513180.SH", "510300.SH")
+_DEFAULT_STOCKS = ("09988.HK", "00700.HK", "03690.HK", "01810.HK", "00941.HK", "02318.HK", "01299.HK", "00388.HK")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What to simulate. Frozen so it can key caches and be shared between tasks."""
+
+    seed: int = 20250912
+    end_date: dt.date = dt.date(2025, 9, 12)  # the seed day: last simulated day, no southbound daily yet
+    days: int = 25  # mainland (XSHG) trading days, ending at end_date
+    etfs: tuple[str, ...] = _DEFAULT_ETFS
+    southbound: tuple[str, ...] = _DEFAULT_STOCKS
+    trade_interval_s: float = 3.0  # mean seconds between trades, per ETF
+    tick_interval_s: float = 60.0  # mean seconds between ticks, per stock and channel
+    story: bool = True  # pin the seed-day figures for the symbols that have them (513770.SH, 09988.HK, ...)
+
+    @classmethod
+    def synthetic(
+        cls,
+        n_etfs: int,
+        n_stocks: int,
+        days: int = 25,
+        *,
+        seed: int = 1,
+        end_date: dt.date = dt.date(2025, 9, 12),
+        trade_interval_s: float = 3.0,
+        tick_interval_s: float = 60.0,
+    ) -> "Scenario":
+        """A large scenario for benchmarks: generated codes, random profiles, no pinned story.
+
+        ETFs alternate ``5xxxxx.SH`` / ``1xxxxx.SZ``; stocks are ``0xxxx.HK``.
+        """
+        if not (0 <= n_etfs <= 200_000 and 0 <= n_stocks <= 9_999):
+            raise ValueError("n_etfs must be in [0, 200000] and n_stocks in [0, 9999]")
+        etfs = tuple(f"5{i // 2:05d}.SH" if i % 2 == 0 else f"1{i // 2:05d}.SZ" for i in range(n_etfs))
+        stocks = tuple(f"0{j:04d}.HK" for j in range(1, n_stocks + 1))
+        return cls(seed=seed, end_date=end_date, days=days, etfs=etfs, southbound=stocks,
+                   trade_interval_s=trade_interval_s, tick_interval_s=tick_interval_s, story=False)
+
+
+# --------------------------------------------------------------------------- calendars
+
+
+@dataclass(frozen=True, slots=True)
+class DaySession:
+    """One exchange day in epoch ms; break fields are None on half days (no lunch break)."""
+
+    date: dt.date
+    open_ms: int
+    close_ms: int
+    break_start_ms: int | None
+    break_end_ms: int | None
+
+    @property
+    def trading_ms(self) -> int:
+        """Trading time without the lunch break: the span trades are spread over."""
+        if self.break_start_ms is None or self.break_end_ms is None:
+            return self.close_ms - self.open_ms
+        return self.close_ms - self.open_ms - (self.break_end_ms - self.break_start_ms)
+
+    def wall_ms(self, trading_ms: float) -> int:
+        """Map trading-time offset to wall time, skipping the lunch break."""
+        t = int(trading_ms)
+        if self.break_start_ms is not None and self.break_end_ms is not None:
+            morning = self.break_start_ms - self.open_ms
+            if t >= morning:
+                return self.break_end_ms + (t - morning)
+        return self.open_ms + t
+
+    def is_open(self, t_ms: int) -> bool:
+        if not self.open_ms <= t_ms < self.close_ms:
+            return False
+        return not (self.break_start_ms is not None and self.break_end_ms is not None
+                    and self.break_start_ms <= t_ms < self.break_end_ms)
+
+
+def _ns_to_ms(value: Any) -> int | None:
+    """pandas Timestamp/NaT to epoch ms; NaT (no lunch break) to None."""
+    if value is None or value != value:  # NaT != NaT
+        return None
+    return int(value.value // 1_000_000)
+
+
+@lru_cache(maxsize=16)
+def _sessions(code: str, start: dt.date, end: dt.date) -> dict[dt.date, DaySession]:
+    import exchange_calendars as xcals  # lazy: the library pulls in pandas
+
+    cal = xcals.get_calendar(code, start=start.isoformat(), end=end.isoformat())
+    s = cal.schedule
+    out: dict[dt.date, DaySession] = {}
+    for day, o, c, bs, be in zip(s.index, s["open"], s["close"], s["break_start"], s["break_end"]):
+        out[day.date()] = DaySession(day.date(), _ns_to_ms(o) or 0, _ns_to_ms(c) or 0, _ns_to_ms(bs), _ns_to_ms(be))
+    return out
+
+
+def trading_days(scenario: Scenario) -> tuple[list[DaySession], list[DaySession]]:
+    """(mainland sessions, southbound sessions) the scenario covers, oldest first.
+
+    Mainland = the last ``days`` XSHG sessions ending at ``end_date`` (``.SZ`` uses
+    XSHG too). Southbound = days in that span on which XHKG and XSHG both trade,
+    with HKEX session times (so HK half days are half days).
+    """
+    if scenario.days < 1:
+        raise ValueError("days must be >= 1")
+    end = scenario.end_date
+    start = end - dt.timedelta(days=scenario.days * 2 + 40)
+    sh = _sessions("XSHG", start, end)
+    mainland = [sh[d] for d in sorted(sh)][-scenario.days:]
+    if len(mainland) < scenario.days:
+        raise ValueError("calendar span too short for the requested number of days")
+    first = mainland[0].date
+    hk = _sessions("XHKG", start, end)
+    sb = [hk[d] for d in sorted(hk) if d >= first and d in sh]
+    return mainland, sb
+
+
+# --------------------------------------------------------------------------- profiles and the seed-day story
+
+
+@dataclass(frozen=True, slots=True)
+class _EtfProfile:
+    price_mills: int  # close on the last day (0.001 CNY)
+    turnover: tuple[float, float]  # uniform range of daily turnover, CNY
+    shares: int  # shares outstanding before the first day
+    flow_mean: float  # mean daily creation(+)/redemption(-) CNY
+    flow_sd: float
+
+
+_ETF_PROFILES: dict[str, _EtfProfile] = {
+    "513770.SH": _EtfProfile(1072, (400e6, 600e6), 8_600_000_000, 60e6, 150e6),
+    "159920.SZ": _EtfProfile(1561, (0.9e9, 1.6e9), 17_000_000_000, 20e6, 200e6),
+    "513180.SH": _EtfProfile(752, (2.2e9, 3.6e9), 48_000_000_000, 40e6, 400e6),
+    "510300.SH": _EtfProfile(4472, (3.0e9, 5.0e9), 42_000_000_000, -30e6, 600e6),
+}
+
+# 513770.SH on the seed day, counted back from the last simulated day (index -1).
+_STORY_ETF = "513770.SH"
+_STORY_CLOSES = {-1: 1072, -2: 1060}  # 1.072 / 1.060 - 1 = +1.13%
+_STORY_TURNOVER = {-1: 606.0e6, -2: 540.0e6, -3: 428.0e6, -4: 417.0e6, -5: 436.0e6, -6: 421.0e6}
+_STORY_INFLOW_20D = 2_792_000_000  # CNY, creation/redemption over the last 20 XSHG days
+_INFLOW_WINDOW = 20
+
+# Southbound: 09988.HK net-bought for the 15 days before the seed day, sold the day before that.
+_STORY_STREAK = "09988.HK"
+_STORY_STREAK_DAYS = 15
+_STORY_STREAK_SUM_CENTS = 37_380_000_000_00  # HK$37.38bn
+_STORY_BEFORE_STREAK_CENTS = -862_350_000_00
+_STORY_SEED_DAY_CENTS = 1_912_640_000_00  # 09988.HK on the seed day, tick sum
+_SB_WINDOW = 20
+_STORY_20D_CENTS = {"00700.HK": 17_640_000_000_00, "03690.HK": 9_210_000_000_00}
+_STORY_OTHERS_CAP_CENTS = 3_500_000_000_00  # everyone else stays clearly below the top 3
+_SB_GROSS = {  # typical daily gross (buy + sell), HKD
+    "09988.HK": 9.0e9, "00700.HK": 7.0e9, "03690.HK": 4.0e9, "01810.HK": 3.5e9,
+    "00941.HK": 1.5e9, "02318.HK": 1.2e9, "01299.HK": 1.0e9, "00388.HK": 1.1e9,
+}
+
+
+def _rng(scenario: Scenario, *parts: object) -> random.Random:
+    """An independent stream per purpose, so adding a symbol never changes another's data."""
+    return random.Random(":".join(str(p) for p in (scenario.seed, *parts)))
+
+
+def _round_half_even_div(n: int, d: int) -> int:
+    """n / d rounded half to even, for non-negative integers (amount cents from mills)."""
+    q, r = divmod(n, d)
+    twice = 2 * r
+    if twice > d or (twice == d and q % 2 == 1):
+        q += 1
+    return q
+
+
+def _split_cents(total: int, weights: list[float]) -> list[int]:
+    """Split ``total`` cents by ``weights`` so the parts sum to ``total`` exactly."""
+    s = sum(weights)
+    out: list[int] = []
+    acc = 0.0
+    prev = 0
+    for w in weights:
+        acc += w
+        cur = int(total * acc / s) if acc < s else total
+        out.append(cur - prev)
+        prev = cur
+    out[-1] += total - prev
+    return out
+
+
+# --------------------------------------------------------------------------- daily plans
+
+
+@dataclass(slots=True)
+class _EtfPlan:
+    closes: list[int]  # mills, per mainland day
+    turnover: list[float]  # CNY target per day
+    shares: list[int]  # shares outstanding per day
+    navs: list[int]  # NAV in 1e-4 CNY per day
+
+
+@dataclass(slots=True)
+class _SbPlan:
+    net_cents: list[int]  # authoritative net per southbound day (daily record, or the ticks on the seed day)
+    gross_cents: list[int]
+    tick_noise: list[tuple[float, float]]  # (buy, sell) factor of tick sums vs the daily record
+
+
+def _plan_etf(scenario: Scenario, symbol: str, n: int) -> _EtfPlan:
+    """Daily closes, turnover targets, shares and NAVs, planned first so intraday paths can aim at them."""
+    rng = _rng(scenario, "etf-plan", symbol)
+    prof = _ETF_PROFILES.get(symbol)
+    if prof is None:
+        price = rng.randint(500, 5000)
+        lo = rng.uniform(5e7, 2e9)
+        prof = _EtfProfile(price, (lo, lo * rng.uniform(1.3, 1.8)), rng.randrange(1, 50) * 1_000_000_000,
+                           rng.gauss(0, 2e7), lo * 0.2)
+    story = scenario.story and symbol == _STORY_ETF
+
+    closes = [0] * n
+    closes[-1] = prof.price_mills
+    for i in range(n - 2, -1, -1):  # walk back from the last close so the seed day is anchored
+        closes[i] = max(100, round(closes[i + 1] / (1.0 + rng.gauss(0.0004, 0.012))))
+    turnover = [rng.uniform(*prof.turnover) for _ in range(n)]
+    if story:
+        for k, v in _STORY_CLOSES.items():
+            if -k <= n:
+                closes[k] = v
+        for k, v in _STORY_TURNOVER.items():
+            if -k <= n:
+                turnover[k] = v
+
+    navs = [max(1, round(c * 10 * (1.0 + rng.gauss(0.0, 0.0015)))) for c in closes]
+    flows = [rng.gauss(prof.flow_mean, prof.flow_sd) for _ in range(n)]
+    deltas = [round(f / (nv / 10_000) / 100) * 100 for f, nv in zip(flows, navs)]
+    deltas[0] = 0
+    if story and n > 1:
+        w = min(_INFLOW_WINDOW, n - 1)  # the first record has no predecessor
+        idx = range(n - w, n)
+        # Shift the window's flows to the target, then settle the rounding on the biggest day.
+        shift = (_STORY_INFLOW_20D - sum(flows[i] for i in idx)) / w
+        for i in idx:
+            deltas[i] = round((flows[i] + shift) / (navs[i] / 10_000) / 100) * 100
+        got = sum(deltas[i] * navs[i] for i in idx)  # in 1e-4 CNY
+        big = max(idx, key=lambda i: abs(deltas[i]))
+        deltas[big] += round((_STORY_INFLOW_20D * 10_000 - got) / navs[big] / 100) * 100
+    shares: list[int] = []
+    cur = prof.shares
+    for d in deltas:
+        cur = max(1_000_000, cur + d)
+        shares.append(cur)
+    return _EtfPlan(closes, turnover, shares, navs)
+
+
+def _plan_southbound(scenario: Scenario, symbol: str, days: list[DaySession]) -> _SbPlan:
+    """Daily net/gross per southbound day; the story pins the streak and the 20-day ranking."""
+    rng = _rng(scenario, "sb-plan", symbol)
+    n = len(days)
+    gross = _SB_GROSS.get(symbol) or rng.uniform(2e8, 4e9)
+    net = [round(rng.gauss(0.02, 0.22) * gross * 100) for _ in range(n)]
+    story = scenario.story and n > 0
+    if story and symbol == _STORY_STREAK and n >= _STORY_STREAK_DAYS + 2:
+        streak = list(range(n - 1 - _STORY_STREAK_DAYS, n - 1))
+        weights = [rng.uniform(0.6, 1.4) for _ in streak]
+        for i, part in zip(streak, _split_cents(_STORY_STREAK_SUM_CENTS, weights)):
+            net[i] = part
+        net[streak[0] - 1] = _STORY_BEFORE_STREAK_CENTS
+        net[-1] = _STORY_SEED_DAY_CENTS
+    elif story and symbol in _STORY_20D_CENTS:
+        w = min(_SB_WINDOW, n)
+        idx = range(n - w, n)
+        shift = (_STORY_20D_CENTS[symbol] - sum(net[i] for i in idx)) // w
+        for i in idx:
+            net[i] += shift
+        net[-1] += _STORY_20D_CENTS[symbol] - sum(net[i] for i in idx)
+    elif story and symbol in _DEFAULT_STOCKS:
+        w = min(_SB_WINDOW, n)
+        excess = sum(net[n - w:]) - round(_STORY_OTHERS_CAP_CENTS * rng.uniform(0.6, 1.0))
+        if excess > 0:
+            for i in range(n - w, n):
+                net[i] -= excess // w + 1
+    gross_c = [abs(x) + round(gross * rng.uniform(0.6, 1.3) * 100) for x in net]
+    noise = []
+    for i in range(n):
+        if i < n - 1 and rng.random() < 0.4:  # ticks are not exact; the daily record is the truth
+            noise.append((1.0 + rng.uniform(-0.002, 0.002), 1.0 + rng.uniform(-0.002, 0.002)))
+        else:
+            noise.append((1.0, 1.0))
+    return _SbPlan(net, gross_c, noise)
+
+
+# --------------------------------------------------------------------------- intraday generation
+
+
+def _poisson_offsets(rand: Callable[[], float], span: int, interval_ms: float) -> list[float]:
+    """Arrival offsets of a Poisson clock over ``[0, span)`` trading ms (at least one arrival)."""
+    log = math.log
+    out: list[float] = []
+    append = out.append
+    t = -log(1.0 - rand()) * interval_ms
+    while t < span:
+        append(t)
+        t -= log(1.0 - rand()) * interval_ms
+    return out or [span / 2]
+
+
+def _etf_day(
+    rng: random.Random, symbol: str, session: DaySession, prev_close: int, close: int,
+    turnover_target: float, interval_ms: float,
+) -> tuple[list[Event], dict[str, int]]:
+    """One ETF-day of trades: a Poisson clock, a bid/ask bounce around a Brownian bridge to ``close``,
+    heavy-tailed sizes scaled to hit ``turnover_target``. Returns events and integer totals.
+
+    Hot path (~500k trades per default run): uniform draws only, locals, no helper calls per trade.
+    """
+    rand = rng.random
+    offsets = _poisson_offsets(rand, session.trading_ms, interval_ms)
+    n = len(offsets)
+
+    # Mid price in ticks: Brownian bridge (uniform increments) from the open to close + 0.5,
+    # so the last sell prints at the close and the last buy one tick above.
+    open_mid = prev_close + rng.randint(-3, 3) + 0.5
+    step = max(0.15, close * 0.012 / math.sqrt(n)) * math.sqrt(12.0)
+    walk = [0.0] * n
+    x = 0.0
+    for i in range(n):
+        x += (rand() - 0.5) * step
+        walk[i] = x
+    drift = (close + 0.5 - open_mid - walk[-1]) / n
+    floor = math.floor
+    prices = [0] * n
+    buys = [False] * n
+    weights = [0.0] * n
+    buy_bias = 0.5 + (0.08 if close > prev_close else -0.08 if close < prev_close else 0.0)
+    for i in range(n):
+        mid = open_mid + drift * (i + 1) + walk[i]
+        b = rand() < buy_bias
+        p = floor(mid) + 1 if b and mid != floor(mid) else floor(mid)
+        prices[i] = p if p > 1 else 1
+        buys[i] = b
+        weights[i] = 1.0 / (rand() + 0.05)  # sizes from ~1x to 20x the typical lot count
+    prices[-1] = close
+
+    # Volumes: round lots (2% odd lots) scaled to the target turnover, residual on the biggest trade.
+    k = turnover_target * 10.0 / sum(p * w for p, w in zip(prices, weights))
+    vols = [0] * n
+    for i in range(n):
+        lots = round(weights[i] * k)
+        vols[i] = (lots if lots > 0 else 1) * 100 + (rng.randint(1, 99) if rand() < 0.02 else 0)
+    got_mills = sum(p * v for p, v in zip(prices, vols))
+    big = max(range(n), key=vols.__getitem__)
+    vols[big] = max(100, vols[big] + round((turnover_target * 1000.0 - got_mills) / prices[big] / 100) * 100)
+
+    prefix = f"{symbol}-{session.date.strftime('%Y%m%d')}-"
+    open_ms = session.open_ms
+    if session.break_start_ms is not None and session.break_end_ms is not None:
+        morning, resume = session.break_start_ms - open_ms, session.break_end_ms
+    else:
+        morning, resume = 1 << 62, 0
+    events: list[Event] = []
+    append = events.append
+    turnover = volume = buy = sell = 0
+    prev_p = -1
+    for i in range(n):
+        p = prices[i]
+        v = vols[i]
+        m = p * v  # mills of CNY
+        cents = m // 10 if m % 10 == 0 else _round_half_even_div(m, 10)
+        t = int(offsets[i])
+        b = buys[i]
+        ev: Event = {"kind": "trade", "symbol": symbol, "ts": open_ms + t if t < morning else resume + t - morning,
+                     "price": p / 1000, "volume": v, "amount": cents / 100}
+        # Omit the side only where the tick rule (vs the previous trade) recovers it unambiguously.
+        if not (prev_p >= 0 and p != prev_p and b == (p > prev_p) and rand() < 0.2):
+            ev["side"] = "B" if b else "S"
+        ev["trade_id"] = f"{prefix}{i + 1:06d}"
+        append(ev)
+        turnover += cents
+        volume += v
+        if b:
+            buy += cents
+        else:
+            sell += cents
+        prev_p = p
+    return events, {"turnover": turnover, "volume": volume, "buy": buy, "sell": sell, "last": prices[-1]}
+
+
+def _sb_ticks(
+    rng: random.Random, symbol: str, channel: str, session: DaySession, buy_cents: int, sell_cents: int,
+    interval_ms: float, seq: int,
+) -> list[Event]:
+    """Incremental ticks of one stock on one connect channel whose sums are exactly the given cents."""
+    rand = rng.random
+    offsets = _poisson_offsets(rand, session.trading_ms, interval_ms)
+    buys = _split_cents(buy_cents, [rand() + 0.05 for _ in offsets])
+    sells = _split_cents(sell_cents, [rand() + 0.05 for _ in offsets])
+    wall = session.wall_ms
+    out: list[Event] = []
+    for off, b, s in zip(offsets, buys, sells):
+        seq += 1
+        out.append({"kind": "southbound", "symbol": symbol, "ts": wall(off), "channel": channel,
+                    "buy_hkd": b / 100, "sell_hkd": s / 100, "seq": seq})
+    return out
+
+
+def _dec_cents(c: int) -> Decimal:
+    """Integer cents as an exact Decimal amount."""
+    return Decimal(c).scaleb(-2)
+
+
+class Simulation:
+    """One run of a scenario: iterate :meth:`events`; :attr:`truth` fills in as days are produced."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.mainland, self.sb_days = trading_days(scenario)
+        self.truth: dict[str, dict[str, Any]] = {
+            "etf": {s: {} for s in scenario.etfs},
+            "units": {s: {} for s in scenario.etfs},
+            "southbound": {s: {} for s in scenario.southbound},
+            "southbound_ticks": {s: {} for s in scenario.southbound},
+        }
+
+    def events(self) -> Iterator[Event]:
+        """All events, day by day, in non-decreasing event time (units at the SH close, dailies at the HK close)."""
+        sc = self.scenario
+        n = len(self.mainland)
+        etf_plans = {s: _plan_etf(sc, s, n) for s in sc.etfs}
+        sb_plans = {s: _plan_southbound(sc, s, self.sb_days) for s in sc.southbound}
+        sb_index = {d.date: i for i, d in enumerate(self.sb_days)}
+        seqs = {(s, ch): 0 for s in sc.southbound for ch in ("SH", "SZ")}
+        trade_ms = sc.trade_interval_s * 1000.0
+        tick_ms = sc.tick_interval_s * 1000.0
+        ts_key = itemgetter("ts")
+        t_etf, t_units = self.truth["etf"], self.truth["units"]
+        t_sb, t_ticks = self.truth["southbound"], self.truth["southbound_ticks"]
+
+        for di, sess in enumerate(self.mainland):
+            iso = sess.date.isoformat()
+            ymd = sess.date.strftime("%Y%m%d")
+            timed: list[Event] = []
+            units: list[Event] = []
+            for sym in sc.etfs:
+                plan = etf_plans[sym]
+                prev_close = plan.closes[di - 1] if di else plan.closes[0]
+                evs, tot = _etf_day(_rng(sc, "trades", sym, ymd), sym, sess, prev_close, plan.closes[di],
+                                    plan.turnover[di], trade_ms)
+                timed.extend(evs)
+                t_etf[sym][iso] = {"turnover": _dec_cents(tot["turnover"]), "volume": tot["volume"],
+                                   "last_price": Decimal(tot["last"]).scaleb(-3),
+                                   "buy": _dec_cents(tot["buy"]), "sell": _dec_cents(tot["sell"])}
+                nav = Decimal(plan.navs[di]).scaleb(-4)
+                inflow = (plan.shares[di] - plan.shares[di - 1]) * nav if di else None
+                units.append({"kind": "units", "symbol": sym, "date": iso,
+                              "shares_outstanding": plan.shares[di], "nav": plan.navs[di] / 10_000})
+                t_units[sym][iso] = {"shares_outstanding": plan.shares[di], "nav": nav, "inflow": inflow}
+
+            dailies: list[Event] = []
+            hk = None
+            si = sb_index.get(sess.date)
+            if si is not None:
+                hk = self.sb_days[si]
+                last_day = sess.date == sc.end_date
+                for sym in sc.southbound:
+                    sp = sb_plans[sym]
+                    net, gross = sp.net_cents[si], sp.gross_cents[si]
+                    buy = (gross + net) // 2
+                    sell = buy - net
+                    nb, ns = sp.tick_noise[si]
+                    tb, ts_ = round(buy * nb), round(sell * ns)
+                    rng = _rng(sc, "ticks", sym, ymd)
+                    sh_share = rng.uniform(0.45, 0.65)
+                    b_sh, s_sh = round(tb * sh_share), round(ts_ * sh_share)
+                    for ch, b, s in (("SH", b_sh, s_sh), ("SZ", tb - b_sh, ts_ - s_sh)):
+                        evs = _sb_ticks(rng, sym, ch, hk, b, s, tick_ms, seqs[(sym, ch)])
+                        seqs[(sym, ch)] = evs[-1]["seq"]
+                        timed.extend(evs)
+                    t_ticks[sym][iso] = _dec_cents(tb - ts_)
+                    if last_day:
+                        t_sb[sym][iso] = _dec_cents(tb - ts_)
+                    else:
+                        t_sb[sym][iso] = _dec_cents(buy - sell)
+                        dailies.append({"kind": "southbound_daily", "symbol": sym, "date": iso,
+                                        "buy_hkd": buy / 100, "sell_hkd": sell / 100})
+
+            timed.sort(key=ts_key)  # per-stream runs are already sorted: timsort merges them cheaply
+            # Date-only records go where their market closes (an HK half day closes before Shanghai).
+            marks = [(sess.close_ms, 0, units)]
+            if hk is not None:
+                marks.append((hk.close_ms, 1, dailies))
+            marks.sort(key=itemgetter(0, 1))
+            pos = 0
+            for close_ms, _, recs in marks:
+                cut = bisect.bisect_left(timed, close_ms, lo=pos, key=ts_key)
+                yield from timed[pos:cut]
+                yield from recs
+                pos = cut
+            yield from timed[pos:]
+
+
+def generate(scenario: Scenario | None = None) -> Iterator[Event]:
+    """All events of all days in non-decreasing event time; identical for the same scenario."""
+    return Simulation(scenario or Scenario()).events()
+
+
+def truth(scenario: Scenario | None = None) -> dict[str, dict[str, Any]]:
+    """Totals the simulator computed while generating (Decimal money), to assert consumers against.
+
+    ``etf[sym][date]``: turnover, volume, last_price, buy, sell (side-initiated amounts; a trade
+    without a side is one the tick rule classifies unambiguously). ``units[sym][date]``:
+    shares_outstanding, nav, inflow (None on the first record). ``southbound[sym][date]``: net buy,
+    from the daily record if one is published, else the tick sum; ``southbound_ticks``: tick sums.
+    """
+    sim = Simulation(scenario or Scenario())
+    for _ in sim.events():
+        pass
+    return sim.truth
+
+
+async def paced(
+    events: Iterable[Event] | AsyncIterable[Event],
+    speed: float,
+    clock: Callable[[], float] = time.monotonic,
+    *,
+    realtime_from_ms: int | None = None,
+    max_gap_s: float | None = None,
+    sleep: Callable[[float], Any] = asyncio.sleep,
+    batch: int = 500,
+) -> AsyncIterator[Event]:
+    """Yield events at ``speed`` x event time, so a replay looks like a live feed.
+
+    ``speed <= 0`` or ``inf``: as fast as possible, yielding control every ``batch`` events.
+    Events before ``realtime_from_ms`` (history) and events without an epoch-ms ``ts`` (units,
+    dailies) go out without waiting. ``max_gap_s`` caps any single wait (lunch breaks, nights)
+    in real seconds. ``sleep`` is injectable so tests can run on a fake clock.
+    """
+    fast = speed <= 0 or math.isinf(speed)
+    anchor_ts: int | None = None
+    anchor_clock = 0.0
+    prev_ts: int | None = None
+    count = 0
+
+    async def _iter() -> AsyncIterator[Event]:
+        if hasattr(events, "__aiter__"):
+            async for e in events:  # type: ignore[union-attr]
+                yield e
+        else:
+            for e in events:  # type: ignore[union-attr]
+                yield e
+
+    async for ev in _iter():
+        ts = ev.get("ts")
+        if fast or not isinstance(ts, int) or (realtime_from_ms is not None and ts < realtime_from_ms):
+            count += 1
+            if count % batch == 0:
+                await sleep(0)
+            yield ev
+            continue
+        if anchor_ts is None:
+            anchor_ts, anchor_clock = ts, clock()
+        elif max_gap_s is not None and prev_ts is not None and (ts - prev_ts) / 1000 / speed > max_gap_s:
+            # Pretend the gap was max_gap_s: move the anchor so later events keep their spacing.
+            anchor_clock -= (ts - prev_ts) / 1000 / speed - max_gap_s
+        prev_ts = ts
+        delay = anchor_clock + (ts - anchor_ts) / 1000 / speed - clock()
+        if delay > 0:
+            await sleep(delay)
+        else:
+            count += 1
+            if count % batch == 0:
+                await sleep(0)
+        yield ev
