@@ -53,7 +53,6 @@ class Engine:
         self.applied: Counter[str] = Counter()
         self.duplicates: Counter[str] = Counter()
         self.late: Counter[str] = Counter()
-        self.rejected: Counter[str] = Counter()
         self.modified: set[DayKey] = set()  # days changed since their last snapshot
         self.last_event_ms: int | None = None
 
@@ -329,14 +328,14 @@ class Engine:
             doc["southbound"] = sb
         return doc or None
 
-    def report(self, top: int = 10) -> dict[str, Any]:
-        """The replay report: the whole state as one JSON-able document."""
+    def report(self, top: int = 10, rejected: dict[str, int] | None = None) -> dict[str, Any]:
+        """The replay report: the whole state as one JSON-able document (rejections counted by the caller)."""
         now = self.now_ms()
         return {
             "as_of": iso(now) if now is not None else None,
             "symbols": {s: self.symbol_doc(s) for s in self.symbols()},
             "top_southbound_20d": [[s, v] for s, v in self.top_southbound("20d", top)],
-            "rejected": dict(sorted(self.rejected.items())),
+            "rejected": dict(sorted((rejected or {}).items())),
             "duplicates": sum(self.duplicates.values()),
             "late": sum(self.late.values()),
         }

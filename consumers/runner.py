@@ -185,7 +185,6 @@ class ConsumerRunner:
             self.applied_total += n
 
     def reject(self, raw: bytes, source: str, reason: str, detail: str) -> None:
-        self.engine.rejected[reason] += 1
         self.stats.rejected[("consumer", reason)] += 1
         self.bus.produce(DEADLETTER_TOPIC, None, deadletter_record(raw or b"", source, reason, detail))
 

@@ -208,16 +208,19 @@ class Calendars:
             self.by_market[market] = TradingCalendar(market, _apply_closures(_exchange_sessions(code), rules))
         hk = self.by_market["HK"]
         mainland = [self.by_market["SH"], self.by_market["SZ"]]
+        cuts = {(r.market, r.date): r.from_seconds for r in closures if r.from_seconds is not None}
         sb = []
         for day in hk.dates:
-            opens = [m.session(day) for m in mainland if day in m]
-            if not opens:
+            open_markets = [m.name for m in mainland if day in m]
+            if not open_markets:
                 continue
             hs = hk.session(day)
             assert hs is not None
-            # A mainland closure from a time of day ends southbound trading too.
-            close = max(o.close_ms for o in opens if o is not None)
-            sb.append(hs if close >= hs.close_ms else hs.truncated(close))
+            # southbound stops when every open mainland exchange has closed early that day
+            mainland_cuts = [cuts.get((m, day)) for m in open_markets]
+            if all(c is not None for c in mainland_cuts):
+                hs = hs.truncated(midnight_ms(day) + max(mainland_cuts) * 1000)  # type: ignore[type-var,operator]
+            sb.append(hs)
         self.by_market["SB"] = TradingCalendar("SB", sb)
 
     def __getitem__(self, market: str) -> TradingCalendar:

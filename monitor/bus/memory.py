@@ -2,15 +2,19 @@
 
 Partitioned append-only logs with committed offsets per group, so the
 consumer code path (assign, seek by time, commit) is the same as on Kafka.
-One consumer per group owns every partition.
+One consumer per group owns every partition. A poll merges the partitions
+by record timestamp (each partition's order kept), so a replayed tape is
+consumed in event-time order and only truly late events count as late.
 """
 
 from __future__ import annotations
 
 import bisect
+import heapq
 import threading
 import time
 import zlib
+from operator import attrgetter
 from typing import Iterable, Iterator
 
 from monitor.bus import ALL_TOPICS, AssignCallback, Record, TopicPartition
@@ -30,6 +34,7 @@ class MemoryBus:
         self._logs: dict[TopicPartition, _Log] = {}
         self._committed: dict[tuple[str, TopicPartition], int] = {}
         self._cond = threading.Condition()
+        self._waiting = 0  # consumers blocked in poll (notify only then: it is costly)
 
     def ensure_topics(self) -> None:
         for topic in ALL_TOPICS:
@@ -54,7 +59,8 @@ class MemoryBus:
                 log = self._logs[(topic, partition)]
             log.records.append(Record(topic, partition, len(log.records), key, value, ts))
             log.max_ts.append(max(ts, log.max_ts[-1]) if log.max_ts else ts)
-            self._cond.notify_all()
+            if self._waiting:
+                self._cond.notify_all()
 
     def flush(self, timeout_s: float | None = None) -> None:
         return None
@@ -97,22 +103,25 @@ class MemoryConsumer:
         bus = self.bus
         with bus._cond:
             while True:
-                out: list[Record] = []
+                slices = []
                 for tp in self._assigned:
                     pos = self._positions[tp]
                     recs = bus._logs[tp].records
                     if pos < len(recs):
-                        take = recs[pos:pos + max_records - len(out)]
-                        out.extend(take)
-                        self._positions[tp] = pos + len(take)
-                        if len(out) >= max_records:
-                            break
-                if out:
+                        slices.append(recs[pos:pos + max_records])
+                if slices:
+                    out = list(_take(heapq.merge(*slices, key=_TS), max_records)) if len(slices) > 1 else slices[0]
+                    for rec in out:
+                        self._positions[(rec.topic, rec.partition)] = rec.offset + 1
                     return out
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    return out
-                bus._cond.wait(left)
+                    return []
+                bus._waiting += 1
+                try:
+                    bus._cond.wait(left)
+                finally:
+                    bus._waiting -= 1
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._assigned)
@@ -146,3 +155,13 @@ class MemoryConsumer:
 
     def close(self) -> None:
         return None
+
+
+_TS = attrgetter("timestamp")
+
+
+def _take(it: Iterator[Record], n: int) -> Iterator[Record]:
+    for i, rec in enumerate(it):
+        if i >= n:
+            return
+        yield rec

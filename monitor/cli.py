@@ -1,0 +1,281 @@
+"""The `fundflow` command: demo, replay, consume, ingest, run, rules, bench."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import orjson
+
+from monitor.config import Config, load_config
+
+log = logging.getLogger("fundflow")
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def _config(args: argparse.Namespace) -> Config:
+    cfg = load_config(getattr(args, "config", None))
+    if getattr(args, "bootstrap", None):
+        cfg.kafka.bootstrap_servers = args.bootstrap
+    if getattr(args, "port", None) is not None:
+        cfg.http.port = args.port
+    if getattr(args, "host", None):
+        cfg.http.host = args.host
+    if getattr(args, "group", None):
+        cfg.kafka.group_id = args.group
+    return cfg
+
+
+def _stop_event() -> asyncio.Event:
+    """Set on SIGTERM/SIGINT so every loop winds down and flushes."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    return stop
+
+
+# -- demo -------------------------------------------------------------------------------
+async def _demo(args: argparse.Namespace) -> int:
+    from monitor.bus.memory import MemoryBus
+    from monitor.server import start_site
+    from monitor.service import Service
+    from monitor.simulator import Scenario, generate, paced
+
+    cfg = _config(args)
+    bus = MemoryBus(cfg.kafka.partitions)
+    bus.ensure_topics()
+    svc = Service(cfg, bus=bus, live_clock=False)
+    site = await start_site(svc.app(), cfg.http.host, cfg.http.port)
+    url = f"http://{cfg.http.host}:{cfg.http.port}"
+    print(f"fundflow demo: board {url}/  metrics {url}/metrics  API {url}/api/v1/symbols", flush=True)
+    stop = _stop_event()
+    scenario = Scenario(seed=args.seed)
+    publisher = svc.publisher("simulator")
+    svc.stats.connected["simulator"] = True
+
+    async def simulate() -> None:
+        events = generate(scenario)
+        async for obj in paced(events, args.speed, realtime_from_ms=_seed_day_open(svc, scenario) if args.speed > 0 else None):
+            publisher.publish_obj(obj)
+        log.info("simulator: all %d trading days published", scenario.days)
+
+    async def summary() -> None:
+        while True:
+            await asyncio.sleep(args.summary_every)
+            eng = svc.engine
+            etf = eng.etf_doc("513770.SH") or {}
+            sb = eng.sb_doc("09988.HK") or {}
+            turnover = etf.get("turnover_cny")
+            from monitor.calendars import iso
+
+            print(f"  as_of {iso(eng.as_of_ms) if eng.as_of_ms else '-'}  applied {sum(eng.applied.values()):,}"
+                  f"  513770.SH turnover {turnover or 0:,.0f} CNY"
+                  f"  09988.HK streak {sb.get('streak_days', 0)} days", flush=True)
+
+    tasks = [asyncio.create_task(svc.runner.run(stop)), asyncio.create_task(simulate()),
+             asyncio.create_task(summary())]
+    try:
+        if args.duration:
+            try:
+                await asyncio.wait_for(stop.wait(), args.duration)
+            except asyncio.TimeoutError:
+                pass
+        else:
+            await stop.wait()
+    finally:
+        stop.set()
+        for t in tasks[1:]:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await site.cleanup()
+    return 0
+
+
+def _seed_day_open(svc: Any, scenario: Any) -> int:
+    session = svc.calendars["SH"].session(scenario.end_date)
+    return session.open_ms - 30 * 60_000
+
+
+# -- replay -----------------------------------------------------------------------------
+async def _replay(args: argparse.Namespace) -> int:
+    from monitor.bus.memory import MemoryBus
+    from monitor.ingest.files import count_records, read_tape
+    from monitor.service import Service
+
+    cfg = _config(args)
+    bus = MemoryBus(cfg.kafka.partitions)
+    bus.ensure_topics()
+    svc = Service(cfg, bus=bus, live_clock=False)
+    publisher = svc.publisher("replay")
+    for path in args.files:
+        if not Path(path).exists():
+            print(f"fundflow replay: no such file: {path}", file=sys.stderr)
+            return 2
+    total = sum(count_records(p) for p in args.files)
+    progress = _progress(total, "replay", enabled=not args.quiet)
+    for path in args.files:
+        for obj, raw in read_tape(path):
+            if obj is None:
+                publisher.publish_raw(raw)
+            else:
+                publisher.publish_obj(obj, raw)
+            progress.update(1)
+    progress.close()
+    stop = asyncio.Event()
+    await svc.runner.run(stop, until_caught_up=True)
+    if args.report == "json":
+        rejected: dict[str, int] = {}
+        for (_, reason), n in svc.stats.rejected.items():
+            rejected[reason] = rejected.get(reason, 0) + n
+        report = svc.engine.report(args.top, rejected)
+        sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        from prometheus_client import generate_latest
+
+        sys.stdout.buffer.write(generate_latest(svc.registry))
+    sys.stdout.flush()
+    return 0
+
+
+class _NoProgress:
+    def update(self, n: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _progress(total: int, what: str, enabled: bool = True) -> Any:
+    """A progress bar on stderr for long jobs (tqdm), silent for small ones."""
+    if not enabled or total < 50_000:
+        return _NoProgress()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=what, unit="ev", unit_scale=True, file=sys.stderr, mininterval=0.5)
+
+
+# -- consume ----------------------------------------------------------------------------
+async def _consume(args: argparse.Namespace) -> int:
+    from monitor.server import start_site
+    from monitor.service import Service
+
+    cfg = _config(args)
+    if args.live_clock:
+        cfg.compute.live_clock = True
+    svc = Service(cfg)
+    log.info("consuming from %s as group %s", cfg.kafka.bootstrap_servers, cfg.kafka.group_id)
+    await asyncio.get_running_loop().run_in_executor(None, svc.bus.ensure_topics)
+    site = await start_site(svc.app(), cfg.http.host, cfg.http.port)
+    log.info("serving http://%s:%d/metrics", cfg.http.host, cfg.http.port)
+    stop = _stop_event()
+    try:
+        await svc.runner.run(stop)
+    finally:
+        await site.cleanup()
+        await asyncio.get_running_loop().run_in_executor(None, svc.bus.close)
+    log.info("consumer stopped")
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fundflow", description="Streaming fund-flow monitor.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="everything in one process: in-memory bus, simulator, consumer, /metrics")
+    d.add_argument("--config", help="TOML config file (FUNDFLOW_* env overrides)")
+    d.add_argument("--host", default=None, help="HTTP bind address (default from config: 127.0.0.1)")
+    d.add_argument("--port", type=int, default=None, help="HTTP port (default from config: 8000)")
+    d.add_argument("--duration", type=float, default=0, help="exit after this many seconds (0 = run until Ctrl-C)")
+    d.add_argument("--speed", type=float, default=60.0,
+                   help="seed-day speed-up over real time (history replays at full speed; 0 = all at full speed)")
+    d.add_argument("--seed", type=int, default=20250912, help="simulator seed")
+    d.add_argument("--summary-every", type=float, default=5.0, help="seconds between terminal summaries")
+    d.set_defaults(func=_demo)
+
+    r = sub.add_parser("replay", help="run NDJSON/CSV tapes through the consumer code and print the final state")
+    r.add_argument("files", nargs="+", help="NDJSON (one event per line, with kind) or CSV (one kind per file)")
+    r.add_argument("--report", choices=("json", "prometheus"), default="json", help="output format")
+    r.add_argument("--config", help="TOML config file (closures, grace, ...)")
+    r.add_argument("--top", type=int, default=10, help="entries in top_southbound_20d")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=_replay)
+
+    c = sub.add_parser("consume", help="Kafka consumer: computations, /metrics and the JSON API")
+    c.add_argument("--config", help="TOML config file (FUNDFLOW_* env overrides)")
+    c.add_argument("--bootstrap", help="Kafka bootstrap servers (overrides [kafka] bootstrap_servers)")
+    c.add_argument("--group", help="consumer group id (overrides [kafka] group_id)")
+    c.add_argument("--host", default=None, help="HTTP bind address")
+    c.add_argument("--port", type=int, default=None, help="HTTP port")
+    c.add_argument("--live-clock", action="store_true",
+                   help="advance the stream clock with the wall clock so quiet windows decay (live feeds)")
+    c.set_defaults(func=_consume)
+
+    try:
+        from monitor.ingest.cli import add_parsers
+    except ImportError:
+        pass
+    else:
+        add_parsers(sub)
+
+    rules = sub.add_parser("rules", help="alert rules and dashboards")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    render = rules_sub.add_parser("render", help="render Prometheus rules and Grafana provisioning from the spec")
+    render.add_argument("--config", help="TOML config file (alert thresholds)")
+    render.add_argument("--out", default=".", help="directory that receives grafana/ (default: current)")
+    render.set_defaults(func=_render)
+
+    b = sub.add_parser("bench", help="benchmarks (same as python -m bench)")
+    b.add_argument("rest", nargs=argparse.REMAINDER)
+    b.set_defaults(func=_bench)
+    return p
+
+
+def _render(args: argparse.Namespace) -> int:
+    from monitor.ops.render import main as render_main
+
+    argv = ["--out", args.out] + (["--config", args.config] if args.config else [])
+    return int(render_main(argv) or 0)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from bench.__main__ import main as bench_main
+
+    return int(bench_main(args.rest) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    func = args.func
+    try:
+        if asyncio.iscoroutinefunction(func):
+            return asyncio.run(func(args))
+        return int(func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
