@@ -70,6 +70,23 @@ def pytest_configure(config):
     config.addinivalue_line("filterwarnings", "ignore:open_text is deprecated:DeprecationWarning")
 
 
+_SERVER_FIXTURES = {
+    "kafka", "kafka_factory", "mosquitto", "mosquitto_factory",
+    "prometheus_factory", "alertmanager_factory",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    # Anything under tests/integration/ or using a server fixture is an
+    # integration test, so `-m "not integration"` runs the pure tests only.
+    integration_dir = Path(__file__).parent / "integration"
+    for item in items:
+        if integration_dir in Path(item.fspath).parents or _SERVER_FIXTURES & set(
+            getattr(item, "fixturenames", ())
+        ):
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(scope="session")
 def require():
     return require_binary

@@ -64,6 +64,16 @@ fi
 command -v mvn >/dev/null || { echo "fetch-kafka.sh: mvn not found (apt-get install maven)" >&2; exit 1; }
 
 mkdir -p "$DEST"
+# One fetch at a time per cache dir; a waiter finds the finished result.
+if command -v flock >/dev/null; then
+    exec 9>"$DEST/.lock"
+    flock 9
+    if [[ -f "$STAMP" ]] && compgen -G "$LIBS/kafka_2.13-*.jar" >/dev/null; then
+        [[ -f "$DEST/log4j2.properties" ]] || write_log4j_config
+        echo "$LIBS"
+        exit 0
+    fi
+fi
 WORK="$(mktemp -d "$DEST/.fetch.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 
@@ -103,8 +113,12 @@ cat >"$WORK/pom.xml" <<POM
 POM
 
 echo "fetch-kafka.sh: resolving kafka_2.13 $KAFKA_VERSION from Maven Central ..." >&2
-mvn -q -B -Dstyle.color=never -f "$WORK/pom.xml" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$WORK/libs" >&2
+if ! mvn -q -B -Dstyle.color=never -f "$WORK/pom.xml" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$WORK/libs" >"$WORK/mvn.log" 2>&1; then
+    sed 's/\x1b\[[0-9;]*m//g' "$WORK/mvn.log" | tail -40 >&2
+    echo "fetch-kafka.sh: mvn failed (is Maven Central reachable? KAFKA_VERSION=$KAFKA_VERSION)" >&2
+    exit 1
+fi
 
 compgen -G "$WORK/libs/kafka_2.13-*.jar" >/dev/null || {
     echo "fetch-kafka.sh: kafka_2.13 jar missing after mvn run" >&2; exit 1; }

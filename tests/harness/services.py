@@ -496,6 +496,10 @@ class KafkaBroker(Service):
             "share.coordinator.state.topic.replication.factor": 1,
             "share.coordinator.state.topic.min.isr": 1,
             "group.initial.rebalance.delay.ms": 0,
+            # after a SIGKILL the restarted broker must wait out the old
+            # registration's session (DUPLICATE_BROKER_REGISTRATION); default 9 s
+            "broker.session.timeout.ms": 4000,
+            "broker.heartbeat.interval.ms": 1000,
             "num.network.threads": 2,
             "num.io.threads": 4,
             "log.cleaner.dedupe.buffer.size": 8 * 1024 * 1024,

@@ -1,0 +1,27 @@
+# fundflow — top-level commands.  `make test` is THE test command (CI runs it).
+PYTHON ?= python3
+FUNDFLOW ?= fundflow
+
+.PHONY: install demo test-deps test test-unit render
+
+install:
+	$(PYTHON) -m pip install -e .
+
+demo: install
+	$(FUNDFLOW) demo
+
+# Debian packages (mosquitto, prometheus, alertmanager, chromium), the Python
+# test extras and the Kafka jars from Maven Central; idempotent.
+test-deps:
+	bash deploy/dev/install-deps.sh
+
+# Benchmarks join once bench/ lands:  $(PYTHON) -m bench --quick
+test: test-deps
+	$(PYTHON) -m pytest -q tests
+
+# Unit tests only: no servers, no installs.
+test-unit:
+	$(PYTHON) -m pytest -q tests -m "not integration"
+
+render:
+	$(FUNDFLOW) rules render
