@@ -47,6 +47,7 @@ __all__ = [
     "MissingBinary",
     "free_port",
     "wait_until",
+    "port_open",
     "find_binary",
     "promtool_path",
     "amtool_path",
