@@ -314,6 +314,60 @@ class Engine:
         ranked = sorted(((-self._sb_sum(st, cal, cur, n), sym) for sym, st in self.sb.items()))
         return [(sym, from_micro(-neg)) for neg, sym in ranked[:top]]
 
+    # -- history and intraday curves (the board) -----------------------------------------
+    def sb_history(self, symbol: str, days: int = 60) -> list[dict[str, Any]] | None:
+        """Daily southbound net buys, oldest first, each marked closed or provisional."""
+        st = self.sb.get(symbol)
+        if st is None:
+            return None
+        cal = self.cal["SB"]
+        now = self.now_ms()
+        cur = self.current_day(cal, now)
+        if cur is None:
+            return []
+        out = []
+        for d in cal.last_n(cur, days):
+            day = st.days.get(d)
+            if day is None:
+                continue
+            out.append({"date": d.isoformat(), "net_buy_hkd": from_micro(day.net),
+                        "source": "daily" if day.daily is not None else "ticks",
+                        "closed": self._sb_closed(cal, d, day, now)})
+        return out
+
+    def etf_history(self, symbol: str) -> list[dict[str, Any]] | None:
+        """Per-day turnover, volume, active net inflow and last price, oldest first."""
+        st = self.etf.get(symbol)
+        if st is None:
+            return None
+        return [{"date": d.isoformat(), "turnover_cny": from_micro(day.turnover), "volume": from_micro(day.volume),
+                 "net_inflow_cny": from_micro(day.net), "last_price_cny": _money(day.last)}
+                for d, day in sorted(st.days.items())]
+
+    def etf_intraday(self, symbol: str, step_s: int = 60) -> dict[str, Any] | None:
+        """Cumulative turnover over the day for today and the previous session, per ``step_s``."""
+        st = self.etf.get(symbol)
+        if st is None:
+            return None
+        cal = self.cal.for_symbol(symbol)
+        cur = self.current_day(cal)
+        prev = cal.previous(cur) if cur else None
+        out: dict[str, Any] = {"step_seconds": step_s}
+        for name, d in (("today", cur), ("previous", prev)):
+            day = st.days.get(d) if d else None
+            points: list[list[float]] = []
+            if day is not None and day.curve:
+                buckets: dict[int, int] = {}
+                for sec, amount in day.curve.items():
+                    b = sec - sec % step_s
+                    buckets[b] = buckets.get(b, 0) + amount
+                total = 0
+                for b in sorted(buckets):
+                    total += buckets[b]
+                    points.append([b + step_s, from_micro(total)])
+            out[name] = {"date": d.isoformat() if d else None, "cumulative_turnover_cny": points}
+        return out
+
     # -- documents -------------------------------------------------------------------
     def symbols(self) -> list[str]:
         return sorted(set(self.etf) | set(self.sb))

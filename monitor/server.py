@@ -18,6 +18,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.registry import CollectorRegistry
 
 from consumers.engine import MULTI_DAY, Engine
+from monitor.board import add_board_routes
 from consumers.etf import INTRADAY_WINDOWS
 from monitor.calendars import MARKETS
 
@@ -29,6 +30,7 @@ PROTECTED = ("/api/", "/metrics", "/ingest")
 ENGINE = web.AppKey("engine", Engine)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 READY = web.AppKey("ready", object)  # () -> bool
+STATUS = web.AppKey("status", object)  # () -> dict
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -96,6 +98,35 @@ async def symbol(request: web.Request) -> web.Response:
     if doc is None:
         return json_error(404, f"unknown symbol {name[:20]}")
     return json_response({"symbol": name, "as_of": _as_of(engine), **doc})
+
+
+async def history(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    name = request.match_info["symbol"].upper()
+    days = _int_param(request, "days", 60, 1, 1000)
+    sb, etf = engine.sb_history(name, days), engine.etf_history(name)
+    if sb is None and etf is None:
+        return json_error(404, f"unknown symbol {name[:20]}")
+    body: dict[str, Any] = {"symbol": name, "as_of": _as_of(engine)}
+    if sb is not None:
+        body["southbound"] = sb
+    if etf is not None:
+        body["etf"] = etf
+    return json_response(body)
+
+
+async def intraday(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    name = request.match_info["symbol"].upper()
+    step = _int_param(request, "step", 60, 1, 3600)
+    curves = engine.etf_intraday(name, step)
+    if curves is None:
+        return json_error(404, f"no ETF trades for {name[:20]}")
+    return json_response({"symbol": name, "as_of": _as_of(engine), **curves})
+
+
+async def status(request: web.Request) -> web.Response:
+    return json_response(request.app[STATUS]())  # type: ignore[operator]
 
 
 def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -174,8 +205,8 @@ def _as_of(engine: Engine) -> str | None:
     return iso(now) if now is not None else None
 
 
-def make_app(engine: Engine, registry: CollectorRegistry, ready: Callable[[], bool], token: str = "",
-             max_body_bytes: int = 8 * 1024 * 1024) -> web.Application:
+def make_app(engine: Engine, registry: CollectorRegistry, ready: Callable[[], bool],
+             status: Callable[[], dict[str, Any]], token: str = "", max_body_bytes: int = 8 * 1024 * 1024) -> web.Application:
     middlewares = [error_middleware]
     if token:
         middlewares.insert(0, auth_middleware(token))
@@ -183,14 +214,19 @@ def make_app(engine: Engine, registry: CollectorRegistry, ready: Callable[[], bo
     app[ENGINE] = engine
     app[REGISTRY] = registry
     app[READY] = ready
+    app[STATUS] = status
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/v1/symbols", symbols)
     app.router.add_get("/api/v1/symbols/{symbol}", symbol)
+    app.router.add_get("/api/v1/symbols/{symbol}/history", history)
+    app.router.add_get("/api/v1/symbols/{symbol}/intraday", intraday)
+    app.router.add_get("/api/v1/status", status)
     app.router.add_get("/api/v1/streaks", streaks)
     app.router.add_get("/api/v1/flows", flows)
     app.router.add_get("/api/v1/openapi.json", openapi)
+    add_board_routes(app)
     return app
 
 

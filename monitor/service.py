@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from aiohttp import web
 
 from consumers.engine import Engine
 from consumers.runner import ConsumerRunner
 from monitor.bus import Bus, make_bus
-from monitor.calendars import Calendars, default_calendars, parse_closures
+from monitor.alerting import firing
+from monitor.calendars import MARKETS, Calendars, default_calendars, iso, parse_closures
 from monitor.config import Config
 from monitor.events import Validator
 from monitor.ingest.publisher import Publisher
@@ -35,5 +39,22 @@ class Service:
     def ready(self) -> bool:
         return self.runner.connected and self.runner.ready
 
+    def status(self) -> dict[str, Any]:
+        """Counters and firing alerts for the board header (rates are taken by the client)."""
+        engine, stats = self.engine, self.stats
+        now_ms = int(time.time() * 1000)
+        as_of = engine.now_ms()
+        return {
+            "as_of": iso(as_of) if as_of is not None else None,
+            "ready": self.ready(),
+            "market_open": {m: engine.cal[m].is_open(now_ms) for m in MARKETS},
+            "events": {"ingested": sum(stats.ingested.values()), "applied": sum(engine.applied.values()),
+                       "rejected": sum(stats.rejected.values()), "duplicates": sum(engine.duplicates.values()),
+                       "late": sum(engine.late.values())},
+            "consumer_lag_messages": sum(stats.consumer_lag.values()),
+            "alerts": firing(engine, self.config.alerts),
+        }
+
     def app(self) -> web.Application:
-        return make_app(self.engine, self.registry, self.ready, self.config.http.token, self.config.http.max_body_bytes)
+        return make_app(self.engine, self.registry, self.ready, self.status, self.config.http.token,
+                        self.config.http.max_body_bytes)
