@@ -102,8 +102,13 @@ class AlertsConfig:
     consumer_lag_messages: int = 50_000
     deadletter_rate_per_second: float = 1.0
     new_high_volume_ratio: float = 2.0
+    state_recovery_seconds: float = 300.0  # FundflowStateRecoverySlow: last recovery took longer than this
     runbook_base_url: str = "https://github.com/fundflow/fundflow/blob/main/docs/runbook.md"
     webhook_url_env: str = "FUNDFLOW_ALERT_WEBHOOK_URL"
+    # alert name -> pending duration (`for:`), e.g. {FundflowFeedStalled = "2m"}; the spec holds the defaults.
+    # From the environment: FUNDFLOW_ALERTS__FOR_OVERRIDES="FundflowFeedStalled=2m,FundflowConsumerLagHigh=10m"
+    for_overrides: dict[str, str] = field(default_factory=dict)
+    evaluation_interval: str = "1m"  # Grafana-managed rule groups; Prometheus uses its global evaluation_interval
 
 
 @dataclass
