@@ -48,6 +48,7 @@ __all__ = [
     "free_port",
     "wait_until",
     "port_open",
+    "mqtt_connack",
     "find_binary",
     "promtool_path",
     "amtool_path",
@@ -72,6 +73,10 @@ class ServiceError(RuntimeError):
 
 class MissingBinary(ServiceError, FileNotFoundError):
     """A binary or jar the service needs is not installed on this machine."""
+
+
+class _PortTaken(ServiceError):
+    """The process exited because its port was taken (retried with new ports)."""
 
 
 # --------------------------------------------------------------------------
@@ -129,6 +134,32 @@ def port_open(port: int, host: str = LOOPBACK, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def mqtt_connack(port: int, host: str = LOOPBACK, timeout: float = 1.0) -> int | None:
+    """Send a bare MQTT 3.1.1 CONNECT; return the CONNACK return code, None if no broker answers."""
+    client_id = b"harness-probe"
+    var_header = b"\x00\x04MQTT\x04\x02\x00\x05"  # protocol, level 4, clean session, keepalive 5
+    payload = len(client_id).to_bytes(2, "big") + client_id
+    body = var_header + payload
+    packet = b"\x10" + bytes([len(body)]) + body
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(packet)
+            data = b""
+            while len(data) < 4:
+                chunk = sock.recv(4 - len(data))
+                if not chunk:
+                    return None
+                data += chunk
+            with contextlib.suppress(OSError):
+                sock.sendall(b"\xe0\x00")  # DISCONNECT
+    except OSError:
+        return None
+    if data[0] != 0x20 or data[1] != 0x02:
+        return None
+    return data[3]
 
 
 _EXTRA_BIN_DIRS = ("/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin", "/usr/local/bin")
@@ -322,15 +353,51 @@ class Service:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout: float | None = None) -> "Service":
-        """Launch the process and wait until it is ready. Returns self."""
+        """Launch the process and wait until it is ready. Returns self.
+
+        On the very first start, a port taken between :func:`free_port` and
+        the bind ("address already in use") gets fresh ports and a retry.
+        """
         if self.running:
             return self
         t0 = time.monotonic()
+        for attempt in range(4):
+            try:
+                self._launch_and_wait(timeout)
+                break
+            except _PortTaken:
+                if attempt == 3 or self._started_once or not self._auto_ports:
+                    raise
+                self.reassign_ports()
+        self._started_once = True
+        self.start_seconds = time.monotonic() - t0
+        return self
+
+    # set by subclasses whose ports came from free_port()
+    _auto_ports = False
+    _started_once = False
+    # log lines meaning "start-up failed, the process is on its way out"
+    fatal_log_markers: tuple[str, ...] = ()
+
+    def _log_since(self, offset: int) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def reassign_ports(self) -> None:
+        """Pick new free ports (only before the first successful start)."""
+        raise NotImplementedError
+
+    def _launch_and_wait(self, timeout: float | None) -> None:
         self.prepare()
         cmd = self.command()
         with open(self.log_path, "ab") as log:
             log.write(f"\n===== {time.strftime('%F %T')} start: {' '.join(cmd)}\n".encode())
             log.flush()
+            log_offset = log.tell()
             self.proc = subprocess.Popen(
                 cmd,
                 cwd=self.workdir,
@@ -347,15 +414,23 @@ class Service:
         last_exc: BaseException | None = None
         while True:
             code = self.proc.poll()
+            fatal = False
+            if code is None and self.fatal_log_markers:
+                this_run = self._log_since(log_offset)
+                fatal = any(m in this_run for m in self.fatal_log_markers)
+                if fatal:  # e.g. Kafka can take 30 s to exit after a fatal start-up error
+                    code = self.kill()
             if code is not None:
                 _unregister(self)
-                raise ServiceError(
+                this_run = self._log_since(log_offset)
+                cls = _PortTaken if "already in use" in this_run.lower() else ServiceError
+                raise cls(
                     f"{self.name} exited with code {code} during start-up; "
                     f"log {self.log_path}:\n{self.log_tail()}"
                 )
             try:
                 if self.is_ready():
-                    break
+                    return
             except Exception as exc:  # noqa: BLE001 - not ready yet
                 last_exc = exc
             if time.monotonic() >= deadline:
@@ -366,8 +441,6 @@ class Service:
                     f"log {self.log_path}:\n{self.log_tail()}"
                 )
             time.sleep(0.1)
-        self.start_seconds = time.monotonic() - t0
-        return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float | None = None) -> int | None:
         """Send ``sig`` and wait for the process to exit (SIGKILL after ``timeout``).
@@ -386,9 +459,6 @@ class Service:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        # reap anything else left in the process group
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
         _unregister(self)
         return proc.returncode
 
@@ -435,6 +505,7 @@ class KafkaBroker(Service):
     name = "kafka"
     start_timeout = 120.0
     stop_timeout = 60.0
+    fatal_log_markers = ("Exiting Kafka due to fatal exception",)
 
     def __init__(
         self,
@@ -452,6 +523,7 @@ class KafkaBroker(Service):
         self.heap = heap
         self.num_partitions = num_partitions
         self.extra_config = dict(extra_config or {})
+        self._auto_ports = port is None and controller_port is None
         self.port = port or free_port()
         self.controller_port = controller_port or free_port()
         self.data_dir = self.workdir / "data"
@@ -464,6 +536,12 @@ class KafkaBroker(Service):
     @property
     def bootstrap(self) -> str:
         return f"{LOOPBACK}:{self.port}"
+
+    def reassign_ports(self) -> None:
+        # the storage was formatted with the controller endpoint: format again
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.port = free_port()
+        self.controller_port = free_port()
 
     @property
     def libs(self) -> Path:
@@ -548,7 +626,12 @@ class KafkaBroker(Service):
     def is_ready(self) -> bool:
         if not port_open(self.port):
             return False
-        admin = self.admin(request_timeout_ms=3000)
+        from kafka.admin import KafkaAdminClient
+
+        quick = {"request_timeout_ms": 3000}
+        if "bootstrap_timeout_ms" in KafkaAdminClient.DEFAULT_CONFIG:  # kafka-python >= 2.1
+            quick["bootstrap_timeout_ms"] = 3000
+        admin = self.admin(**quick)
         try:
             admin.list_topics()
         finally:
@@ -645,6 +728,7 @@ class Mosquitto(Service):
         self.username = username
         self.password = password
         self.allow_anonymous = (username is None) if allow_anonymous is None else allow_anonymous
+        self._auto_ports = port is None
         self.port = port or free_port()
         self.extra_config = list(extra_config)
         self.config_path = self.workdir / "mosquitto.conf"
@@ -654,6 +738,9 @@ class Mosquitto(Service):
     @property
     def host(self) -> str:
         return LOOPBACK
+
+    def reassign_ports(self) -> None:
+        self.port = free_port()
 
     @property
     def url(self) -> str:
@@ -697,7 +784,8 @@ class Mosquitto(Service):
         return [self._binary, "-c", str(self.config_path)]
 
     def is_ready(self) -> bool:
-        return port_open(self.port)
+        """An MQTT CONNECT gets a CONNACK (any return code: auth may refuse us)."""
+        return mqtt_connack(self.port) is not None
 
 
 # --------------------------------------------------------------------------
@@ -740,6 +828,7 @@ class Prometheus(Service):
         extra_scrape_configs: Sequence[Mapping[str, Any]] = (),
     ):
         super().__init__(workdir)
+        self._auto_ports = port is None
         self.port = port or free_port()
         self.config_path = self.workdir / "prometheus.yml"
         self.data_dir = self.workdir / "data"
@@ -756,6 +845,9 @@ class Prometheus(Service):
     @property
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
+
+    def reassign_ports(self) -> None:
+        self.port = free_port()
 
     def configure(self, **changes: Any) -> None:
         """Change config settings (same names as ``__init__``); takes effect on reload/start."""
@@ -936,6 +1028,7 @@ class Alertmanager(Service):
         self.group_interval = group_interval
         self.repeat_interval = repeat_interval
         self.send_resolved = send_resolved
+        self._auto_ports = port is None
         self.port = port or free_port()
         self.config_path = self.workdir / "alertmanager.yml"
         self.data_dir = self.workdir / "data"
@@ -943,6 +1036,9 @@ class Alertmanager(Service):
     @property
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
+
+    def reassign_ports(self) -> None:
+        self.port = free_port()
 
     def config(self) -> dict[str, Any]:
         receiver: dict[str, Any] = {"name": "webhook"}
