@@ -105,20 +105,17 @@ def test_kafka_produce_consume_roundtrip(kafka):
 
 
 def test_kafka_auto_create_is_off(kafka):
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaTimeoutError
+
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap, max_block_ms=2000)
+    try:
+        with pytest.raises(KafkaTimeoutError):
+            producer.send("harness.not.created", b"x").get(timeout=5)
+    finally:
+        producer.close(timeout=5)
     admin = kafka.admin()
     try:
-        _produce_fails = False
-        from kafka import KafkaProducer
-        from kafka.errors import KafkaTimeoutError
-
-        producer = KafkaProducer(bootstrap_servers=kafka.bootstrap, max_block_ms=2000)
-        try:
-            producer.send("harness.not.created", b"x").get(timeout=5)
-        except KafkaTimeoutError:
-            _produce_fails = True
-        finally:
-            producer.close(timeout=5)
-        assert _produce_fails
         assert "harness.not.created" not in admin.list_topics()
     finally:
         admin.close()
@@ -246,30 +243,29 @@ def test_mosquitto_persistent_session_survives_restart(mosquitto_factory):
 
 
 def test_mosquitto_password_auth(mosquitto_factory):
-    import paho.mqtt.client as mqtt
-
     broker = mosquitto_factory(username="feed", password="s3cret")
-    ok = _mqtt_client("auth-ok")
-    ok.username_pw_set("feed", "s3cret")
-    assert ok.connect(broker.host, broker.port) == mqtt.MQTT_ERR_SUCCESS
-    rc = {}
-    connected = threading.Event()
 
-    def on_connect(client, userdata, flags, reason_code, properties):
-        rc["rc"] = reason_code
-        connected.set()
+    def connack(password: str):
+        result = {}
+        done = threading.Event()
 
-    bad = _mqtt_client("auth-bad")
-    bad.on_connect = on_connect
-    bad.username_pw_set("feed", "wrong")
-    bad.connect(broker.host, broker.port)
-    bad.loop_start()
-    try:
-        assert connected.wait(10)
-        assert rc["rc"].is_failure
-    finally:
-        bad.loop_stop()
-        ok.disconnect()
+        def on_connect(client, userdata, flags, reason_code, properties):
+            result["rc"] = reason_code
+            done.set()
+
+        client = _mqtt_client(f"auth-{uuid.uuid4().hex[:6]}")
+        client.on_connect = on_connect
+        client.username_pw_set("feed", password)
+        _connect(client, broker)
+        try:
+            assert done.wait(10), "no CONNACK"
+            return result["rc"]
+        finally:
+            client.disconnect()
+            client.loop_stop()
+
+    assert not connack("s3cret").is_failure
+    assert connack("wrong").is_failure
 
 
 # --------------------------------------------------------------------------
