@@ -15,6 +15,7 @@ from monitor.calendars import MARKETS, Calendars, default_calendars, iso, parse_
 from monitor.config import Config
 from monitor.events import Validator
 from monitor.ingest.publisher import Publisher
+from monitor.ingest.push import add_push_endpoint
 from monitor.metrics import make_registry
 from monitor.server import make_app
 from monitor.stats import PipelineStats
@@ -56,5 +57,8 @@ class Service:
         }
 
     def app(self) -> web.Application:
-        return make_app(self.engine, self.registry, self.ready, self.status, self.config.http.token,
-                        self.config.http.max_body_bytes)
+        """The HTTP app: metrics, health, API, board, and ``POST /ingest`` (HTTP push into the bus)."""
+        app = make_app(self.engine, self.registry, self.ready, self.status, self.config.http.token,
+                       self.config.http.max_body_bytes)
+        add_push_endpoint(app, self)
+        return app
