@@ -101,7 +101,7 @@ class AlertsConfig:
     feed_stall_seconds: int = 120
     consumer_lag_messages: int = 50_000
     deadletter_rate_per_second: float = 1.0
-    new_high_volume_ratio: float = 2.0
+    new_high_volume_ratio: float = 2.0  # FundflowEtfNewHighOnHeavyVolume: volume ratio on a 250-day high
     state_recovery_seconds: float = 300.0  # FundflowStateRecoverySlow: last recovery took longer than this
     runbook_base_url: str = "https://github.com/fundflow/fundflow/blob/main/docs/runbook.md"
     webhook_url_env: str = "FUNDFLOW_ALERT_WEBHOOK_URL"

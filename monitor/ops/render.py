@@ -212,6 +212,8 @@ def _panel(panel: S.Panel, panel_id: int, spec: S.Spec) -> Any:
         b = b.mappings(_mappings(panel))
     if panel.link_symbol:
         b = b.data_links([gdb.DashboardLink("Symbol detail").url(S._TO_SYMBOL_DETAIL)])
+    for name, props in panel.overrides:
+        b = b.override_by_name(name, [mdb.DynamicConfigValue(id_val=k, value=v) for k, v in props.items()])
     for t in panel.transformations:
         b = b.with_transformation(mdb.DataTransformerConfig(id_val=t["id"], options=t["options"]))
     for i, target in enumerate(panel.targets):

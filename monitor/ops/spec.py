@@ -24,7 +24,8 @@ target's ``expr``, is replaced by that field of :class:`~monitor.config.AlertsCo
 unknown name is an error, so a typo cannot slip into a rule.
 
 Adding an alert is one :class:`Alert` entry in :data:`ALERTS` plus a section
-in ``docs/runbook.md`` (the tests check both), for example::
+in ``docs/runbook.md`` (the tests check both), for example (the real entry is in
+:data:`ALERTS`)::
 
     Alert(
         name="FundflowEtfNewHighOnHeavyVolume",
@@ -318,6 +319,9 @@ class Panel:
     sort_by: tuple[str, bool] | None = None  # table: (column, descending)
     transformations: tuple[Mapping[str, Any], ...] = ()
     link_symbol: bool = False  # table/bargauge rows link to the Symbol detail board
+    # per-field overrides: (field display name, {property id: value}), e.g.
+    # ("MACD histogram", {"custom.drawStyle": "bars"}) or ("top 4 weight", {"unit": "percentunit"})
+    overrides: tuple[tuple[str, Mapping[str, Any]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -461,6 +465,33 @@ ALERTS: tuple[Alert, ...] = (
         description="{{ $labels.symbol }} active net outflow this session is " + _MONEY + " CNY "
                     "(threshold {large_net_inflow_1d_cny:,.0f} CNY).",
         gate=SYMBOL_MARKET,
+    ),
+    # -- market signals (issue 11: new highs, AUM records) -------------------------------
+    Alert(
+        name="FundflowEtfNewHighOnHeavyVolume",
+        group="business",
+        # the volume ratio of ETFs whose high today reaches the 250-day high ("==" binds before "and")
+        value='fundflow_etf_volume_ratio and on(symbol) fundflow_etf_new_high{window="250d"} == 1',
+        op=">=",
+        threshold="{new_high_volume_ratio}",
+        for_="5m",
+        severity="info",
+        summary="An ETF reaches a 250-day high on heavy volume.",
+        description="{{ $labels.symbol }} is at a 250-trading-day high with volume ratio " + _RATIO +
+                    " (threshold {new_high_volume_ratio}).",
+        gate=SYMBOL_MARKET,
+    ),
+    Alert(
+        name="FundflowEtfAumRecord",
+        group="business",
+        # AUM (shares outstanding x NAV) of ETFs whose AUM is the highest on record
+        value="fundflow_etf_aum_cny and on(symbol) fundflow_etf_aum_at_record == 1",
+        op=">",
+        threshold="0",
+        for_="5m",
+        severity="info",
+        summary="An ETF's assets under management reach a record.",
+        description="{{ $labels.symbol }} AUM is " + _MONEY + " CNY, the highest on record.",
     ),
     # -- pipeline -----------------------------------------------------------------------
     Alert(
@@ -624,9 +655,9 @@ _OVERVIEW = Dashboard(
 _SYMBOL = Dashboard(
     uid="fundflow-symbol",
     title="Symbol detail",
-    description="One symbol: price change, turnover against the previous session, net inflow windows and "
-                "creation/redemption inflow for an ETF; southbound net buy and streak history for a "
-                "Hong Kong stock.",
+    description="One symbol: price change, turnover against the previous session, net inflow windows, "
+                "creation/redemption inflow and market signals (new highs, AUM record, MACD, basket "
+                "look-through) for an ETF; southbound net buy and streak history for a Hong Kong stock.",
     time_from="now-7d",
     variables=(
         Variable("symbol", "Symbol",
@@ -671,6 +702,64 @@ _SYMBOL = Dashboard(
                   description="Change in shares outstanding x NAV over the last 1, 5 and 20 trading days: "
                               "what exchanges publish as net capital inflow.",
                   unit="currencyCNY", width=6, height=8),
+        )),
+        Row("ETF signals", (
+            Panel("New high", "stat",
+                  (Target(f"fundflow_etf_new_high{_SYM}", "{{window}}", instant=True),),
+                  description="1 when today's high reaches the highest daily high of the previous 20, 60, 250 "
+                              "trading days (or all history held). Alerts on a 250-day high with volume ratio "
+                              ">= {new_high_volume_ratio}.",
+                  decimals=0, width=8, height=5,
+                  mappings={"0": ("no", "text"), "1": ("new high", "red")},
+                  thresholds=(("", "text"), ("1", "red"))),
+            Panel("MACD cross today", "stat",
+                  (Target(f"fundflow_macd_cross{_SYM}", "MACD cross", instant=True),),
+                  description="MACD(12,26,9) on daily closes, today's last price standing as today's close: "
+                              "golden cross (DIF crosses above DEA), death cross (DIF crosses below DEA).",
+                  decimals=0, width=4, height=5,
+                  mappings={"1": ("golden cross", "red"), "0": ("none", "text"), "-1": ("death cross", "green")}),
+            Panel("AUM record", "stat",
+                  (Target(f"fundflow_etf_aum_record_cny{_SYM}", "record AUM", instant=True),
+                   Target(f"fundflow_etf_aum_at_record{_SYM}", "at record now", instant=True)),
+                  description="Highest AUM on record (shares outstanding x NAV) and whether today's AUM is it.",
+                  width=6, height=5,
+                  overrides=(("record AUM", {"unit": "currencyCNY"}),
+                             ("at record now", {"mappings": [{"type": "value", "options": {
+                                 "0": {"text": "no", "color": "text", "index": 0},
+                                 "1": {"text": "yes", "color": "red", "index": 1}}}]}))),
+            Panel("Average daily turnover", "bargauge",
+                  (Target(f"fundflow_etf_turnover_avg_cny{_SYM}", "{{window}}", instant=True),),
+                  description="Average turnover per closed trading day: the last 20 days and the calendar "
+                              "year to date (today excluded).",
+                  unit="currencyCNY", width=6, height=5),
+            Panel("MACD (12, 26, 9)", "timeseries",
+                  (Target(f"fundflow_macd_dif{_SYM}", "DIF"),
+                   Target(f"fundflow_macd_dea{_SYM}", "DEA"),
+                   Target(f"fundflow_macd_histogram{_SYM}", "MACD histogram")),
+                  description="DIF = EMA12 - EMA26 of daily closes, DEA = EMA9 of DIF, histogram = 2 x (DIF - DEA).",
+                  decimals=4, width=14, height=8,
+                  overrides=(("MACD histogram", {"custom.drawStyle": "bars", "custom.fillOpacity": 80}),)),
+            Panel("Basket look-through", "table",
+                  (Target(f'label_replace(fundflow_etf_basket_southbound_net_buy_hkd{_SYM}, '
+                          f'"column", "southbound net buy $1", "window", "(.+)") '
+                          f'or label_replace(fundflow_etf_basket_top_weight_ratio{_SYM}, '
+                          f'"column", "top $1 weight", "n", "(.+)")', instant=True, table=True),),
+                  description="The ETF's holdings seen through: southbound net buy of each constituent over "
+                              "1d/5d/20d, weighted by its weight in the basket (HKD), and the combined weight "
+                              "of the top 4 and top 10 holdings. Holdings per constituent: "
+                              "/api/v1/symbols/<etf>.",
+                  width=10, height=8,
+                  transformations=(
+                      {"id": "groupingToMatrix", "options": {
+                          "columnField": "column", "rowField": "symbol", "valueField": "Value"}},
+                      {"id": "organize", "options": {
+                          "indexByName": {"symbol\\column": 0, "southbound net buy 1d": 1,
+                                          "southbound net buy 5d": 2, "southbound net buy 20d": 3,
+                                          "top 4 weight": 4, "top 10 weight": 5},
+                          "renameByName": {"symbol\\column": "ETF"}}},
+                  ),
+                  overrides=tuple((f"southbound net buy {w}", {"unit": "currencyHKD"}) for w in ("1d", "5d", "20d"))
+                  + tuple((f"top {n} weight", {"unit": "percentunit", "decimals": 1}) for n in ("4", "10"))),
         )),
         Row("Southbound (Hong Kong stocks)", (
             Panel("Southbound streak history", "timeseries",
