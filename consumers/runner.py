@@ -64,6 +64,7 @@ class ConsumerRunner:
         self._consumer: Consumer | None = None
         self._pending: list[tuple[str, Any]] = []  # from rebalance callbacks (consumer thread)
         self._pending_lock = threading.Lock()
+        self._assigned_unrecovered: set[TopicPartition] = set()
         self._positions: dict[TopicPartition, int] = {}  # next offset to read, per owned partition
         self._symbol_partition: dict[str, int] = {}
         self._covered: dict[tuple[str, str], dict[str, int]] = {}  # (symbol, iso date) -> topic -> offset
@@ -72,22 +73,33 @@ class ConsumerRunner:
         self._assign_started: float | None = None
         self.applied_total = 0
 
-    # -- rebalance callbacks: run inside poll() on the consumer thread ----------------
+    # -- rebalance: callbacks only note what changed; recovery runs after poll() returns ----
     def _on_assign(self, tps: list[TopicPartition]) -> None:
+        # Inside kafka-python's rebalance callback no network calls are safe (they re-enter the
+        # coordinator), so the seek to the recovery start happens in _recover, after poll().
+        with self._pending_lock:
+            self._assigned_unrecovered.update(tps)
+
+    def _recover(self, consumer: Consumer, tps: list[TopicPartition]) -> None:
+        """Load closed days and seek newly assigned partitions to their replay start (consumer thread)."""
         started = time.monotonic()
-        consumer = self._consumer
-        assert consumer is not None
         parts = sorted({p for _, p in tps})
         records, markers = [], {}
         for rec in self.bus.read_partitions(STATE_TOPIC, parts):
             if rec.value is None:
                 continue
-            data = orjson.loads(rec.value)
+            try:
+                data = orjson.loads(rec.value)
+            except orjson.JSONDecodeError:
+                log.warning("unreadable state record at %s[%d]@%d skipped", STATE_TOPIC, rec.partition, rec.offset)
+                continue
             if data.get("symbol") == MARKER:
                 markers[rec.partition] = data
             else:
                 records.append(data)
         start_ms = {p: markers[p]["replay_from_ms"] for p in markers}
+        begin = consumer.beginning_offsets(tps)
+        ends = consumer.end_offsets(tps)
         starts: dict[TopicPartition, int] = {}
         for tp in tps:
             committed = consumer.committed(tp)
@@ -95,19 +107,33 @@ class ConsumerRunner:
             if tp[1] in start_ms:
                 start = consumer.offsets_for_time([tp], start_ms[tp[1]])[tp]
                 if start is None:
-                    start = consumer.end_offsets([tp])[tp]
+                    start = ends[tp]
             if start is None:
-                start = consumer.beginning_offsets([tp])[tp]
+                start = begin[tp]
             if committed is not None:
                 start = min(start, committed)
             consumer.seek(tp, start)
             starts[tp] = start
-        ends = consumer.end_offsets(tps)
         with self._pending_lock:
             self._pending.append(("assign", (starts, records, markers, ends, started)))
 
+    def _poll(self, consumer: Consumer) -> list[Record]:
+        """One poll on the consumer thread; partitions assigned during it are recovered first."""
+        records = consumer.poll(100, self.poll_max_records)
+        with self._pending_lock:
+            fresh, self._assigned_unrecovered = self._assigned_unrecovered, set()
+        if fresh:
+            owned = consumer.assignment()
+            fresh = {tp for tp in fresh if tp in owned}
+            if fresh:
+                self._recover(consumer, sorted(fresh))
+                # records fetched from the committed offset before the seek are read again from the start
+                records = [r for r in records if (r.topic, r.partition) not in fresh]
+        return records
+
     def _on_revoke(self, tps: list[TopicPartition]) -> None:
         with self._pending_lock:
+            self._assigned_unrecovered.difference_update(tps)
             self._pending.append(("revoke", tps))
 
     def _handle_pending(self) -> None:
@@ -246,7 +272,7 @@ class ConsumerRunner:
             last_cp = time.monotonic()
             idle_polls = 0
             while not stop.is_set():
-                records = await loop.run_in_executor(ex, consumer.poll, 100, self.poll_max_records)
+                records = await loop.run_in_executor(ex, self._poll, consumer)
                 self._handle_pending()
                 if records:
                     self.apply_records(records)

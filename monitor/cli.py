@@ -26,7 +26,9 @@ def setup_logging(verbose: bool = False) -> None:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    # kafka-python logs every refused reconnect at ERROR; our checkpoint/produce paths report a broker
+    # outage once, in words, so its own chatter is only shown with --verbose.
+    logging.getLogger("kafka").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 

@@ -206,7 +206,7 @@ def _as_of(engine: Engine) -> str | None:
 
 
 def make_app(engine: Engine, registry: CollectorRegistry, ready: Callable[[], bool],
-             status: Callable[[], dict[str, Any]], token: str = "", max_body_bytes: int = 8 * 1024 * 1024) -> web.Application:
+             status_doc: Callable[[], dict[str, Any]], token: str = "", max_body_bytes: int = 8 * 1024 * 1024) -> web.Application:
     middlewares = [error_middleware]
     if token:
         middlewares.insert(0, auth_middleware(token))
@@ -214,7 +214,7 @@ def make_app(engine: Engine, registry: CollectorRegistry, ready: Callable[[], bo
     app[ENGINE] = engine
     app[REGISTRY] = registry
     app[READY] = ready
-    app[STATUS] = status
+    app[STATUS] = status_doc
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
