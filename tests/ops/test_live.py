@@ -10,6 +10,9 @@ Asserts:
 * FundflowSouthboundNetBuyStreak fires for 09988.HK (15 days >= 10 on the seed
   scenario) and arrives at the webhook with the symbol in its labels and
   description, the severity and the runbook link;
+* once the service exports the issue-11 signals: 513770.SH is at a 250-day
+  high, at an AUM record above 10bn CNY (FundflowEtfAumRecord reaches the
+  webhook) and on a MACD golden cross;
 * every PromQL expression of every dashboard panel and every Grafana-managed
   alert rule runs without error and returns data (targets marked
   ``may_be_empty`` excepted, and the issue-11 signal metrics while the
@@ -42,6 +45,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 STREAK_ALERT = "FundflowSouthboundNetBuyStreak"
 STREAK_SYMBOL = "09988.HK"
+AUM_ALERT = "FundflowEtfAumRecord"
+SIGNAL_ETF = "513770.SH"
 
 # Metrics of issue 11 (market signals): the dashboards and alerts use them ahead of
 # the code. While the service does not export one, queries that need it may be
@@ -158,7 +163,7 @@ async def test_streak_alert_reaches_the_webhook_and_every_panel_has_data(
 ):
     t0 = time.monotonic()
     # Rules as committed, except a short for: so the test does not wait 5 minutes
-    alerts_cfg = AlertsConfig(for_overrides={STREAK_ALERT: "2s"})
+    alerts_cfg = AlertsConfig(for_overrides={STREAK_ALERT: "2s", AUM_ALERT: "2s"})
     cfg = Config(alerts=alerts_cfg)
     spec = S.build(cfg)
     R.render(cfg, tmp_path / "render")
@@ -193,8 +198,21 @@ async def test_streak_alert_reaches_the_webhook_and_every_panel_has_data(
             prom.wait_for, f'fundflow_southbound_net_buy_streak_days{{symbol="{STREAK_SYMBOL}"}}',
             lambda r: r and float(r[0]["value"][1]) == 15, 60)
 
-        # 2. every dashboard and Grafana-rule query returns data from the scraped service
         exported = {v for v in await asyncio.to_thread(prom.api, "label/__name__/values")}
+
+        # issue 11: on the seed day 513770.SH reaches a 250-day high, an AUM record above 10bn CNY
+        # and a MACD golden cross. Checked once the service exports the signals.
+        if "fundflow_etf_aum_at_record" in exported:
+            aum = await webhook.wait_for(AUM_ALERT, SIGNAL_ETF, timeout=30)
+            assert aum["labels"]["severity"] == "info" and SIGNAL_ETF in aum["annotations"]["description"]
+            assert (await asyncio.to_thread(prom.query_value, f'fundflow_etf_aum_cny{{symbol="{SIGNAL_ETF}"}}')) > 1e10
+        if "fundflow_etf_new_high" in exported:
+            assert await asyncio.to_thread(
+                prom.query_value, f'fundflow_etf_new_high{{symbol="{SIGNAL_ETF}", window="250d"}}') == 1
+        if "fundflow_macd_cross" in exported:
+            assert await asyncio.to_thread(prom.query_value, f'fundflow_macd_cross{{symbol="{SIGNAL_ETF}"}}') == 1
+
+        # 2. every dashboard and Grafana-rule query returns data from the scraped service
         empty, errors = [], []
         for where, expr, may_be_empty in _queries(spec):
             results = []
