@@ -546,7 +546,10 @@
     if (streaks) renderStreaks(streaks);
     if (flows) renderTop(flows);
     if (flows || streaks) renderStory();
-    if (symbols) state.etfs = symbols.symbols.filter((s) => s.etf).map((s) => s.symbol).sort();
+    if (symbols) {
+      state.etfs = symbols.symbols.filter((s) => s.etf).map((s) => s.symbol).sort();
+      state.etfs.forEach(etfCard); // cards in symbol order, whatever order the answers come in
+    }
 
     if (!state.userSelected) {
       const first = state.streaks.find((r) => r.streak_days > 0) || state.streaks[0] || state.flows[0];

@@ -130,6 +130,7 @@ def test_seed_day_story_in_the_browser(demo, page):
     expect = _expect()
     t0 = time.monotonic()
     page.goto(demo.url + "/")
+    page.evaluate("window.__sameDocument = true")  # gone if the page were reloaded
     # The page refreshes itself (no reload) until the demo reaches the seed day.
     try:
         page.wait_for_function(
@@ -183,6 +184,7 @@ def test_seed_day_story_in_the_browser(demo, page):
     expect(page.locator("#etfs article")).to_have_count(4)
     expect(page.locator("#etfs article .compare").first).to_contain_text("by the same time")
 
+    assert page.evaluate("window.__sameDocument") is True, "the board reloaded the page"
     path = artifact("board.png")
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 10_000
