@@ -74,6 +74,9 @@ class KafkaBus:
                 linger_ms=self.cfg.linger_ms,
                 batch_size=self.cfg.batch_size,
                 max_block_ms=10_000,
+                # kafka-python's default grows the reconnect delay to 30 s: after an outage the
+                # ingest buffer would stay full that long after the broker is back
+                reconnect_backoff_max_ms=1_000,
                 delivery_timeout_ms=120_000,
                 **self._common(),
             )

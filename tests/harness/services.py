@@ -595,7 +595,7 @@ class KafkaBroker(Service):
             t0 = time.monotonic()
             proc = subprocess.run(
                 [*self._java_cmd(heap="256m"), "kafka.tools.StorageTool", "format",
-                 "--standalone", "-t", self.cluster_id, "-c", str(self.config_path)],
+                 "--standalone", f"--cluster-id={self.cluster_id}", "-c", str(self.config_path)],
                 cwd=self.workdir, capture_output=True, text=True, timeout=120,
             )
             if proc.returncode != 0:
