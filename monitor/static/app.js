@@ -25,6 +25,7 @@
 
   const $ = (sel, root) => (root || document).querySelector(sel);
   const name = (s) => NAMES[s] || s;
+  const label = (s) => (NAMES[s] ? `${NAMES[s]} ${s}` : s);
 
   // ---- formatting -----------------------------------------------------------------
   const fullFmt = {};
@@ -227,9 +228,9 @@
   function renderTop(doc) {
     const rows = doc.flows || [];
     state.flows = rows;
-    const label = { "1d": "today", "5d": "5 days", "20d": "20 days" }[doc.window] || doc.window;
-    $("#top-h").textContent = `Top ${rows.length} net buys, ${label}`;
-    $("#top-caption").textContent = `Top southbound net buys over ${label}, in HKD`;
+    const span = { "1d": "today", "5d": "5 days", "20d": "20 days" }[doc.window] || doc.window;
+    $("#top-h").textContent = `Top ${rows.length} net buys, ${span}`;
+    $("#top-caption").textContent = `Top southbound net buys over ${span}, in HKD`;
     const body = $("#top-table tbody");
     const focused = focusedSymbol(body);
     body.replaceChildren(...rows.map((r, i) => {
@@ -241,9 +242,10 @@
         moneyCell(r.net_buy_hkd, "HKD"));
       return tr;
     }));
+    if (!rows.length) body.replaceChildren(emptyRow(4, "No southbound flows yet."));
     restoreFocus(body, focused);
     const canvas = $("#top-chart");
-    canvas.setAttribute("aria-label", `Bar chart of top southbound net buys over ${label}: ` +
+    canvas.setAttribute("aria-label", `Bar chart of top southbound net buys over ${span}: ` +
       rows.slice(0, 5).map((r) => `${name(r.symbol)} ${money(r.net_buy_hkd, "HKD")}`).join(", "));
     upsertChart("top", canvas, () => ({
       type: "bar",
@@ -264,7 +266,7 @@
       },
     }), (chart) => {
       chart.$symbols = rows.map((r) => r.symbol);
-      chart.data.labels = rows.map((r) => `${name(r.symbol)} ${r.symbol}`);
+      chart.data.labels = rows.map((r) => label(r.symbol));
       chart.data.datasets[0].data = rows.map((r) => r.net_buy_hkd);
       chart.data.datasets[0].backgroundColor = rows.map((r) => (r.net_buy_hkd >= 0 ? COLORS.buy : COLORS.sell));
     });
@@ -294,7 +296,12 @@
         moneyCell(r.streak_net_buy_hkd, "HKD", true),
         provCell);
     }));
+    if (!rows.length) body.replaceChildren(emptyRow(6, "No streaks yet: a streak needs one closed trading day."));
     restoreFocus(body, focused);
+  }
+
+  function emptyRow(span, text) {
+    return el("tr", {}, el("td", { class: "empty", colSpan: span, text }));
   }
 
   function renderStory() {
@@ -312,7 +319,7 @@
   function renderHistory(sym, doc) {
     const days = doc && doc.southbound ? doc.southbound : [];
     const streak = state.streaks.find((r) => r.symbol === sym);
-    $("#detail-h").textContent = `${name(sym)} ${sym}: daily southbound net buy`;
+    $("#detail-h").textContent = `${label(sym)}: daily southbound net buy`;
     let summary = "";
     if (streak) {
       const dir = streak.streak_days > 0 ? "net-buy" : "net-sell";
@@ -487,7 +494,7 @@
       }
       c.compare.textContent = text;
       const mainland = /\.(SH|SZ)$/.test(sym);
-      c.canvas.setAttribute("aria-label", `Line chart of cumulative turnover of ${name(sym)} ${sym}: ${text || "no trades yet"}`);
+      c.canvas.setAttribute("aria-label", `Line chart of cumulative turnover of ${label(sym)}: ${text || "no trades yet"}`);
       upsertChart("etf:" + sym, c.canvas, () => ({
         type: "line",
         data: { datasets: [
@@ -529,7 +536,15 @@
   async function tick() {
     if (running) return refreshSoon();
     running = true;
-    try { await refresh(); } finally { running = false; refreshSoon(); }
+    try {
+      await refresh();
+    } catch (err) { // a bug in the board itself: say so, keep polling
+      console.error("fundflow board:", err);
+      setStale([`board: ${err && err.message}`]);
+    } finally {
+      running = false;
+      refreshSoon();
+    }
   }
 
   async function refresh() {
@@ -558,19 +573,29 @@
     const sel = state.selected;
     const jobs = [];
     if (sel) {
-      jobs.push(guard("history", api(`/api/v1/symbols/${encodeURIComponent(sel)}/history?days=${HISTORY_DAYS}`))
+      const unknown = {}; // 404: no such symbol (say, from an old #link); shown as empty, not an error
+      jobs.push(api(`/api/v1/symbols/${encodeURIComponent(sel)}/history?days=${HISTORY_DAYS}`)
+        .catch((err) => {
+          if (err.status === 404) return unknown;
+          errors.push(`history: ${err.message}`);
+          return null;
+        })
         .then((doc) => { if (doc && sel === state.selected) renderHistory(sel, doc); }));
     }
     for (const sym of state.etfs) {
       const enc = encodeURIComponent(sym);
-      jobs.push(Promise.all([
-        guard(sym, api(`/api/v1/symbols/${enc}`)),
-        // 404 = no trades yet for this ETF: not an error of the board
-        api(`/api/v1/symbols/${enc}/intraday?step=60`).catch((err) => {
-          if (err.status !== 404) errors.push(`${sym} intraday: ${err.message}`);
-          return null;
-        }),
-      ]).then(([doc, intra]) => { if (doc) renderEtf(sym, doc, intra); }));
+      jobs.push(guard(sym, api(`/api/v1/symbols/${enc}`)).then(async (doc) => {
+        if (!doc) return;
+        const e = doc.etf || {};
+        let intra = null;
+        if (e.turnover_cny != null || e.prev_turnover_cny != null) { // else no trades yet: the API would say 404
+          intra = await api(`/api/v1/symbols/${enc}/intraday?step=60`).catch((err) => {
+            if (err.status !== 404) errors.push(`${sym} intraday: ${err.message}`);
+            return null;
+          });
+        }
+        renderEtf(sym, doc, intra);
+      }));
     }
     await Promise.all(jobs);
     setStale(errors);
