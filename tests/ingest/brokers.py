@@ -67,9 +67,6 @@ async def until(cond: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
-    import os, sys
-    if os.environ.get("INGEST_TIMING"):
-        print(f"[{time.monotonic():.1f}] {what}", file=sys.stderr)
 
 
 class QosPublisher:
