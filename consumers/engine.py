@@ -457,7 +457,7 @@ class Engine:
         self.modified = {k for k in self.modified if k[0] not in gone}
 
     def prune(self) -> None:
-        """Bound memory: expire window seconds, old days, dedupe sets of closed days."""
+        """Bound memory: expire window seconds, old days, intraday curves of closed days."""
         now = self.now_ms()
         if now is None:
             return
@@ -477,7 +477,8 @@ class Engine:
                 if prev is not None and d < prev:
                     day.curve = {}
                     day._cum = None
-                    day.trade_ids = set()
+                    # trade_ids stay while the day is kept: a re-sent old trade is still a duplicate,
+                    # so the final state does not depend on when a checkpoint happened to prune
             old_units = sorted(d for d in st.units if d < oldest)
             for d in old_units[:-1]:  # the last one before the window is the baseline of the first inflow
                 del st.units[d]
@@ -487,10 +488,6 @@ class Engine:
             return
         keep = sb_cal.last_n(cur, SB_RETAIN_DAYS)
         oldest = keep[0] if keep else cur
-        prev = sb_cal.previous(cur)
         for st in self.sb.values():
             for d in [d for d in st.days if d < oldest]:
-                del st.days[d]
-            for d, day in st.days.items():
-                if prev is not None and d < prev and day.seqs:
-                    day.seqs = set()
+                del st.days[d]  # its seqs go with it; until then a re-sent tick is still a duplicate
