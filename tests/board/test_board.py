@@ -12,7 +12,12 @@ import json
 import re
 import time
 
+import pytest
+
 from tests.board.conftest import artifact, elapsed
+
+# a real demo server and a browser: not part of `make test-unit` (-m "not integration")
+pytestmark = pytest.mark.integration
 
 SEED_DAY = "2025-09-12"
 TOP3 = ["Alibaba", "Tencent", "Meituan"]
@@ -50,7 +55,7 @@ def _board_loaded(page, url: str) -> None:
     expect(page.locator("body")).to_have_attribute("data-stale", "false", timeout=10_000)
 
 
-def test_page_and_assets_are_served_offline(demo, page):
+def test_page_and_assets_are_served_offline(page, demo):
     """Everything the page loads comes from the service itself (no CDN), with the vendored licence beside the lib."""
     requested: list[str] = []
     page.on("request", lambda r: requested.append(r.url))
@@ -64,7 +69,7 @@ def test_page_and_assets_are_served_offline(demo, page):
     assert not page.errors, page.errors
 
 
-def test_stale_marker_on_api_error_then_recovery(demo, page):
+def test_stale_marker_on_api_error_then_recovery(page, demo):
     expect = _expect()
     _board_loaded(page, demo.url)
     stale = page.locator("#stale")
@@ -91,7 +96,7 @@ def test_stale_marker_on_api_error_then_recovery(demo, page):
     assert not unexpected, unexpected
 
 
-def test_token_is_asked_once_and_kept_in_memory(demo, page):
+def test_token_is_asked_once_and_kept_in_memory(page, demo):
     """The API answers 401 without the token (as the service does with [http] token set)."""
     expect = _expect()
     token = "s3cret-board-token"
@@ -126,7 +131,7 @@ def test_token_is_asked_once_and_kept_in_memory(demo, page):
     assert not unexpected, unexpected
 
 
-def test_seed_day_story_in_the_browser(demo, page):
+def test_seed_day_story_in_the_browser(page, demo):
     expect = _expect()
     t0 = time.monotonic()
     page.goto(demo.url + "/")
