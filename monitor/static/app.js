@@ -24,6 +24,8 @@
   };
 
   const $ = (sel, root) => (root || document).querySelector(sel);
+  // only touch the DOM when the text changes, so live regions are not re-announced every 2 s
+  const setText = (node, text) => { if (node.textContent !== text) node.textContent = text; };
   const name = (s) => NAMES[s] || s;
   const label = (s) => (NAMES[s] ? `${NAMES[s]} ${s}` : s);
 
@@ -313,7 +315,7 @@
         `${money(longest.streak_net_buy_hkd, "HKD")} in total.`);
     }
     if (top.length) parts.push(`Top ${state.window} net buys: ${top.join(", ")}.`);
-    $("#story").textContent = parts.join(" ");
+    setText($("#story"), parts.join(" "));
   }
 
   function renderHistory(sym, doc) {
@@ -329,7 +331,7 @@
     } else {
       summary = "No current streak.";
     }
-    $("#detail-summary").textContent = summary;
+    setText($("#detail-summary"), summary);
     const closed = days.filter((d) => d.closed);
     const canvas = $("#history-chart");
     canvas.setAttribute("aria-label", `Bar chart of daily southbound net buy for ${name(sym)}, ${days.length} days; ` +
@@ -492,7 +494,7 @@
         text = `By ${hhmm(lastToday.x)}: ${money(lastToday.y, "CNY")} today` +
           (atSame ? ` vs ${money(atSame.y, "CNY")} by the same time on ${intra.previous.date}` : "") + ".";
       }
-      c.compare.textContent = text;
+      setText(c.compare, text);
       const mainland = /\.(SH|SZ)$/.test(sym);
       c.canvas.setAttribute("aria-label", `Line chart of cumulative turnover of ${label(sym)}: ${text || "no trades yet"}`);
       upsertChart("etf:" + sym, c.canvas, () => ({
@@ -607,7 +609,7 @@
     if (errors.length) {
       state.failures += 1;
       const since = state.lastOk ? `showing data from ${state.lastOk.toLocaleTimeString("en-GB")}` : "no data yet";
-      stale.textContent = `Stale: the last refresh failed (${errors[0]}${errors.length > 1 ? `, +${errors.length - 1} more` : ""}); ${since}. Retrying every 2 s.`;
+      setText(stale, `Stale: the last refresh failed (${errors[0]}${errors.length > 1 ? `, +${errors.length - 1} more` : ""}); ${since}. Retrying every 2 s.`);
       stale.hidden = false;
       document.body.dataset.stale = "true";
     } else {
