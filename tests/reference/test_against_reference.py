@@ -247,7 +247,7 @@ def test_engine_with_pruning_mid_stream_matches_reference(tape: dict[str, Any], 
     check(run_engine(tape, at), tape)
 
 
-@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=int(os.environ.get("FUNDFLOW_REF_REPLAY_EXAMPLES", "3")), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(tapes(max_timed=120))
 def test_fundflow_replay_matches_reference(tape: dict[str, Any]) -> None:
     """The same through the command line (embedded bus, consumer runner). The bus merges partitions by
