@@ -16,7 +16,7 @@ from typing import Any, Callable, ClassVar, Mapping, Union
 
 import orjson
 
-from monitor.calendars import DAY_MS, EXCHANGE_TZ, Calendars, TradingCalendar
+from monitor.calendars import DAY_MS, EXCHANGE_TZ, Calendars, TradingCalendar, local_date
 
 MICRO = 1_000_000
 _FAST_LIMIT = 1e9  # below this, round(x * 1e6) recovers the exact decimal of a float
@@ -277,6 +277,8 @@ class Validator:
         if channel not in ("SH", "SZ"):
             raise Rejected("bad_value", f"channel must be 'SH' or 'SZ', got {str(channel)[:10]!r}")
         ts = self._in_session(parse_ts(o["ts"]), self.calendars["SB"], symbol)
+        if local_date(ts) not in self.calendars[channel]:  # a southbound day needs the channel's exchange open
+            raise Rejected("outside_session", f"{symbol} tick on the {channel} channel while {channel} is closed")
         seq = o["seq"]
         if isinstance(seq, bool) or not isinstance(seq, int):
             raise Rejected("wrong_type", "seq must be an integer")
