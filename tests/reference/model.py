@@ -34,8 +34,9 @@ service does, and the tests pin it):
   arrived or the clock is past the HKEX session end (cut at the mainland
   closure time when every open mainland exchange closed early that day).
 - Only rejections the rules imply are modelled: ``outside_session`` for an
-  event not on a trading day of its market, or further than the session
-  margin (default 60 min) outside its session.
+  event not on a trading day of its market (for a southbound tick: HKEX and
+  the mainland exchange of its channel), or further than the session margin
+  (default 60 min) outside its session.
 """
 
 from __future__ import annotations
@@ -211,6 +212,8 @@ class Model:
         day = exchange_date(t)
         if not self.cal.is_day(market, day):
             return False
+        if kind == "southbound" and not self.cal.is_day(e["channel"], day):
+            return False  # a southbound day needs the mainland exchange *of the channel* open
         return self.cal.open(market, day) - self.margin_ms <= t <= self.cal.close(market, day) + self.margin_ms
 
     def run(self, events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

@@ -124,6 +124,15 @@ def test_southbound_day_needs_hkex_and_the_mainland_open() -> None:
     assert r.statuses == ["rejected", "rejected", "applied"]
 
 
+def test_southbound_tick_needs_the_mainland_exchange_of_its_channel() -> None:
+    """Shenzhen shut all of 2025-09-12 (Shanghai open): SZ-channel ticks that day are outside a session,
+    SH-channel ticks are not; the stock's day is still a southbound day (via Shanghai)."""
+    r = Run([tick(at("2025-09-12", "10:00:00"), 10.0, 0.0, 1, "SH"), tick(at("2025-09-12", "10:00:01"), 99.0, 0.0, 1, "SZ")],
+            [{"market": "SZ", "date": "2025-09-12"}])
+    assert r.statuses == ["applied", "rejected"]
+    assert r.sb()["net_buy_hkd"]["1d"] == 10.0
+
+
 def test_typhoon_whole_day_closure_is_not_a_trading_day() -> None:
     """HK closed all of 2025-09-24: a daily record for it is rejected, and the 5d window skips the day."""
     closure = [{"market": "HK", "date": "2025-09-24"}]
