@@ -241,7 +241,8 @@ def test_engine_matches_reference(tape: dict[str, Any]) -> None:
     check(run_engine(tape), tape)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=int(os.environ.get("FUNDFLOW_REF_EXAMPLES", "120")) // 3, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(tapes(), st.data())
 def test_engine_with_pruning_mid_stream_matches_reference(tape: dict[str, Any], data: st.DataObject) -> None:
     """The consumer runner prunes state at every checkpoint; the final state must not depend on when."""
