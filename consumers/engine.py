@@ -12,13 +12,21 @@ import time
 from collections import Counter
 from typing import Any, Callable, Iterable
 
+from decimal import Decimal
+from fractions import Fraction
+
+from consumers import basket as basket_mod
+from consumers import highs, macd
+from consumers.bars import DayBar, DayView, ohlc
 from consumers.etf import INTRADAY_WINDOWS, EtfDay, EtfState, trade_key
 from consumers.southbound import SouthboundDay, SouthboundState, streak
 from monitor.calendars import Calendars, TradingCalendar, iso, local_date, local_seconds_of_day
-from monitor.events import Event, SouthboundDaily, SouthboundTick, Trade, Units, from_micro, mul_micro
+from monitor.events import Bar, Event, SouthboundDaily, SouthboundTick, Trade, Units, from_micro, mul_micro
 
 ETF_RETAIN_DAYS = 30  # trading days of ETF aggregates kept (20d window + volume-ratio look-back)
 SB_RETAIN_DAYS = 260  # southbound days are tiny; kept long so long streaks stay visible
+HISTORY_RETAIN_DAYS = 1500  # trading days of daily bars / traded-day summaries held ("all" history, MACD)
+# (EMA weights of closes older than that are below 1e-45: dropping them does not move a float)
 MULTI_DAY = (("1d", 1), ("5d", 5), ("20d", 20))
 
 DayKey = tuple[str, dt.date]
@@ -28,8 +36,31 @@ def _money(units: int | None) -> float | None:
     return None if units is None else from_micro(units)
 
 
+def _fmoney(units: Fraction | None) -> float | None:
+    """Exact micros (a Fraction) to a float of the currency unit."""
+    return None if units is None else float(units / 1_000_000)
+
+
 def _ratio(num: int, den: int) -> float | None:
     return num / den if den else None
+
+
+def _mainland(symbol: str) -> bool:
+    return symbol.endswith((".SH", ".SZ"))
+
+
+class _Closed:
+    """The closed part of a symbol's daily history as of one current day (cached per history version)."""
+
+    __slots__ = ("series", "first_day", "prev_max_high", "macd_last", "aums", "aum_record")
+
+    def __init__(self) -> None:
+        self.series: dict[dt.date, DayView] = {}
+        self.first_day: dt.date | None = None
+        self.prev_max_high: int | None = None
+        self.macd_last: macd.MacdPoint | None = None
+        self.aums: dict[dt.date, int] = {}
+        self.aum_record: int | None = None
 
 
 class Engine:
@@ -55,6 +86,14 @@ class Engine:
         self.late: Counter[str] = Counter()
         self.modified: set[DayKey] = set()  # days changed since their last snapshot
         self.last_event_ms: int | None = None
+        self.bars: dict[str, dict[dt.date, DayBar]] = {}  # bar events per symbol and day
+        self.holdings: basket_mod.Holdings = {}  # ETF -> [(constituent, weight)]
+        self._as_of_date: dt.date | None = None
+        self._hist_version: Counter[str] = Counter()  # bumped when a symbol's closed history changes
+        self._closed_cache: dict[str, tuple[tuple[Any, ...], _Closed]] = {}
+        # A day is snapshotted (and its events skipped on recovery) only this long after its close:
+        # until then its late events and its seconds in the intraday windows must be replayed.
+        self.snapshot_hold_ms = 2 * 3_600_000
 
     # -- applying -----------------------------------------------------------
     def apply(self, ev: Event) -> str:
@@ -66,6 +105,8 @@ class Engine:
             status = self._tick(ev)  # type: ignore[arg-type]
         elif kind == "units":
             status = self._units(ev)  # type: ignore[arg-type]
+        elif kind == "bar":
+            status = self._bar(ev)  # type: ignore[arg-type]
         else:
             status = self._daily(ev)  # type: ignore[arg-type]
         if status == "duplicate":
@@ -81,14 +122,13 @@ class Engine:
         as_of = self.as_of_ms
         if as_of is None or ts > as_of:
             self.as_of_ms = ts
+            self._as_of_date = local_date(ts)
             return False
         return as_of - ts > self.grace_ms
 
     def _trade(self, t: Trade) -> str:
         day_date = local_date(t.ts_ms)
-        st = self.etf.get(t.symbol)
-        if st is None:
-            st = self.etf[t.symbol] = EtfState(t.symbol)
+        st = self._etf_state(t.symbol)
         day = st.day(day_date)
         if t.trade_id in day.trade_ids:
             return "duplicate"
@@ -97,7 +137,7 @@ class Engine:
         reference = None
         if day.tick_last is None:  # first trade of the day: the previous session's last price
             prev = self.cal.for_symbol(t.symbol).previous(day_date)
-            prev_day = st.days.get(prev) if prev else None
+            prev_day = self.view(t.symbol, prev) if prev else None  # a bar stands in for an untraded day
             reference = prev_day.last if prev_day else None
         tick = day.tick_side(t.price, reference)  # advanced for every trade: arrival order
         side = t.side or tick
@@ -109,6 +149,9 @@ class Engine:
             st.windows.add(t.ts_ms // 1000, -t.amount)
         day.add_trade(trade_key(t.ts_ms, t.trade_id), local_seconds_of_day(t.ts_ms), t.price, t.volume, t.amount)
         self.modified.add((t.symbol, day_date))
+        if (self._as_of_date is not None and day_date < self._as_of_date) or (
+                self.latest_date is not None and day_date < self.latest_date):
+            self._hist_version[t.symbol] += 1  # a trade for a day that may already be closed
         return "late" if late else "applied"
 
     def _tick(self, t: SouthboundTick) -> str:
@@ -131,17 +174,44 @@ class Engine:
         if self.latest_date is None or date > self.latest_date:
             self.latest_date = date
 
-    def _units(self, u: Units) -> str:
-        st = self.etf.get(u.symbol)
+    def _etf_state(self, symbol: str) -> EtfState:
+        st = self.etf.get(symbol)
         if st is None:
-            st = self.etf[u.symbol] = EtfState(u.symbol)
+            st = self.etf[symbol] = EtfState(symbol)
+            bars = self.bars.get(symbol)
+            if bars:
+                st.first_day = min(bars)
+        return st
+
+    def _units(self, u: Units) -> str:
+        st = self._etf_state(u.symbol)
         rec = (u.shares, u.nav)
         if st.units.get(u.date) == rec:
             return "duplicate"
         st.units[u.date] = rec  # a different record for the same date is a correction
         self._date_seen(u.date)
         self.modified.add((u.symbol, u.date))
+        self._hist_version[u.symbol] += 1
         return "applied"
+
+    def _bar(self, b: Bar) -> str:
+        rec = DayBar(b.open, b.high, b.low, b.close, b.volume, b.amount, b.shares, b.nav)
+        bars = self.bars.setdefault(b.symbol, {})
+        if bars.get(b.date) == rec:
+            return "duplicate"
+        bars[b.date] = rec  # a different bar for the same date is a correction
+        self._add_bar_day(b.symbol, b.date)
+        self._date_seen(b.date)
+        self.modified.add((b.symbol, b.date))
+        return "applied"
+
+    def _add_bar_day(self, symbol: str, date: dt.date) -> None:
+        st = self.etf.get(symbol)
+        if st is None and _mainland(symbol):  # a mainland bar is an ETF's; an HK bar may be a stock's
+            st = self._etf_state(symbol)
+        if st is not None and (st.first_day is None or date < st.first_day):
+            st.first_day = date
+        self._hist_version[symbol] += 1
 
     def _daily(self, d: SouthboundDaily) -> str:
         st = self.sb.get(d.symbol)
@@ -201,10 +271,10 @@ class Engine:
         days = st.days
         for name, n in MULTI_DAY:
             net[name] = from_micro(sum(days[d].net for d in cal.last_n(cur, n) if d in days))
-        today = days.get(cur)
+        today = self.view(symbol, cur)
         prev = cal.previous(cur)
         known_prev = prev is not None and st.first_day is not None and prev >= st.first_day
-        prev_day = days.get(prev) if known_prev and prev is not None else None
+        prev_day = self.view(symbol, prev) if known_prev and prev is not None else None
         turnover = today.turnover if today else 0
         prev_turnover = (prev_day.turnover if prev_day else 0) if known_prev else None
         same_day = now is not None and local_date(now) == cur
@@ -212,7 +282,9 @@ class Engine:
             if prev_day is None:
                 prev_same = 0
             elif same_day:
-                prev_same = prev_day.turnover_until(local_seconds_of_day(now))  # type: ignore[arg-type]
+                # a bar has no intraday curve: the previous session up to this time is unknown
+                prev_same = (prev_day.turnover_until(local_seconds_of_day(now))  # type: ignore[arg-type]
+                             if isinstance(prev_day, EtfDay) else None)
             else:
                 prev_same = prev_day.turnover
         else:
@@ -230,14 +302,11 @@ class Engine:
         prev_last = prev_day.last if prev_day else None
         doc["last_price_cny"] = _money(last)
         doc["price_change_ratio"] = last / prev_last - 1 if last is not None and prev_last else None
-        latest_units = max(st.units) if st.units else None
-        if latest_units is not None:
-            doc["aum_cny"] = from_micro(mul_micro(*st.units[latest_units]))
-        else:
-            doc["aum_cny"] = None
+        aums = self._aums(symbol)
+        doc["aum_cny"] = from_micro(aums[max(aums)]) if aums else None
         return doc
 
-    def _volume_ratio(self, st: EtfState, cal: TradingCalendar, cur: dt.date, today: EtfDay | None, now: int | None) -> float | None:
+    def _volume_ratio(self, st: EtfState, cal: TradingCalendar, cur: dt.date, today: DayView | None, now: int | None) -> float | None:
         session = cal.session(cur)
         if session is None:
             return None
@@ -245,7 +314,10 @@ class Engine:
         before = cal.before_n(cur, 5)
         if elapsed <= 0 or len(before) < 5 or st.first_day is None or before[0] < st.first_day:
             return None
-        vol5 = sum(st.days[d].volume for d in before if d in st.days)
+        vol5 = 0
+        for d in before:
+            v = self.view(st.symbol, d)
+            vol5 += v.volume if v is not None else 0
         ms5 = 0
         for d in before:
             s = cal.session(d)
@@ -268,6 +340,142 @@ class Engine:
                     total += inflow
             out[name] = from_micro(total)
         return out
+
+    # -- daily history: trades, else a bar standing in --------------------------------------
+    def view(self, symbol: str, d: dt.date) -> DayView | None:
+        """The day as the signals see it: its trades where any were seen, else its bar."""
+        st = self.etf.get(symbol)
+        if st is not None:
+            day = st.days.get(d)
+            if day is not None and day.last is not None:
+                return day
+            summary = st.summaries.get(d)
+            if summary is not None:
+                return summary
+        bars = self.bars.get(symbol)
+        return bars.get(d) if bars else None
+
+    def _history_dates(self, symbol: str) -> set[dt.date]:
+        dates: set[dt.date] = set(self.bars.get(symbol, ()))
+        st = self.etf.get(symbol)
+        if st is not None:
+            dates.update(d for d, day in st.days.items() if day.last is not None)
+            dates.update(st.summaries)
+        return dates
+
+    def _aums(self, symbol: str) -> dict[dt.date, int]:
+        """AUM per day (micro-CNY): the units record, else a bar's shares x NAV."""
+        out = {d: mul_micro(b.shares, b.nav) for d, b in self.bars.get(symbol, {}).items()
+               if b.shares is not None and b.nav is not None}
+        st = self.etf.get(symbol)
+        if st is not None:
+            for d, (shares, nav) in st.units.items():
+                out[d] = mul_micro(shares, nav)
+        return out
+
+    def _closed(self, symbol: str, cur: dt.date) -> _Closed:
+        key = (cur, self._hist_version[symbol])
+        hit = self._closed_cache.get(symbol)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        c = _Closed()
+        dates = sorted(self._history_dates(symbol))
+        c.first_day = dates[0] if dates else None
+        point = None
+        for d in dates:
+            if d >= cur:
+                break
+            v = self.view(symbol, d)
+            if v is None:
+                continue
+            c.series[d] = v
+            if v.high is not None and (c.prev_max_high is None or v.high > c.prev_max_high):
+                c.prev_max_high = v.high
+            if v.last is not None:
+                point = macd.step(point, macd.micro_to_decimal(v.last))
+        c.macd_last = point
+        c.aums = self._aums(symbol)
+        st = self.etf.get(symbol)
+        folded = st.aum_folded if st is not None else None
+        values = list(c.aums.values()) + ([folded] if folded is not None else [])
+        c.aum_record = max(values) if values else None
+        self._closed_cache[symbol] = (key, c)
+        return c
+
+    def signals_doc(self, symbol: str) -> dict[str, Any] | None:
+        """Market signals of one symbol: new highs, average turnover, AUM record, MACD (issue 11)."""
+        if symbol not in self.etf and symbol not in self.bars:
+            return None
+        cal = self.cal.for_symbol(symbol)
+        cur = self.current_day(cal)
+        nulls = {"high_cny": None, "new_high": {n: None for n, _ in highs.NEW_HIGH_WINDOWS} | {"all": None},
+                 "turnover_avg_cny": {"20d": None, "ytd": None}, "aum_cny": None, "aum_record_cny": None,
+                 "aum_at_record": None, "macd": {"dif": None, "dea": None, "histogram": None, "cross": None,
+                                                 "closes": 0}}
+        if cur is None:
+            return nulls
+        c = self._closed(symbol, cur)
+        today = self.view(symbol, cur)
+        today_high = today.high if today is not None else None
+        first = c.first_day
+        prev_days = cal.before_n(cur, max(n for _, n in highs.NEW_HIGH_WINDOWS))
+        new_high: dict[str, int | None] = {}
+        for name, n in highs.NEW_HIGH_WINDOWS:
+            new_high[name] = highs.new_high(today_high, prev_days, n, c.series, first)
+        new_high["all"] = highs.new_high_all(today_high, c.prev_max_high)
+        avg20 = highs.average_turnover(cal.before_n(cur, highs.TURNOVER_AVG_WINDOW), c.series)
+        ytd = highs.average_turnover(highs.ytd_days([d for d in c.series], cur), c.series)
+        aum = c.aums[max(c.aums)] if c.aums else None
+        # MACD: closed closes, then today's last price as the provisional close
+        point, prev_point = c.macd_last, None
+        if today is not None and today.last is not None:
+            prev_point, point = point, macd.step(point, macd.micro_to_decimal(today.last))
+            crossed = macd.cross(prev_point, point)
+        else:
+            crossed = 0  # no close today yet: nothing crossed today
+        defined = point is not None and point.defined
+        return {
+            "high_cny": _money(today_high),
+            "new_high": new_high,
+            "turnover_avg_cny": {"20d": _fmoney(avg20), "ytd": _fmoney(ytd)},
+            "aum_cny": _money(aum),
+            "aum_record_cny": _money(c.aum_record),
+            "aum_at_record": None if aum is None or c.aum_record is None else int(aum >= c.aum_record),
+            "macd": {
+                "dif": float(point.dif) if defined else None,  # type: ignore[union-attr]
+                "dea": float(point.dea) if defined else None,  # type: ignore[union-attr]
+                "histogram": float(point.histogram) if defined else None,  # type: ignore[union-attr]
+                "cross": crossed if defined else None,
+                "closes": point.n if point is not None else 0,
+            },
+        }
+
+    def basket_doc(self, symbol: str) -> dict[str, Any] | None:
+        """Look-through of an ETF's holdings: weighted southbound net buys, top-N weight, per holding."""
+        holdings = self.holdings.get(symbol)
+        if not holdings:
+            return None
+        sb_cal = self.cal["SB"]
+        cur = self.current_day(sb_cal)
+        nets: dict[str, dict[str, int | None]] = {}
+        for sym, _ in holdings:
+            st = self.sb.get(sym)
+            nets[sym] = {name: (self._sb_sum(st, sb_cal, cur, n) if st is not None and cur is not None else None)
+                         for name, n in MULTI_DAY}
+        weighted = {}
+        for name, _ in MULTI_DAY:
+            v = basket_mod.weighted_net(holdings, lambda s, name=name: nets[s][name])
+            weighted[name] = float(v / 1_000_000) if v is not None else None
+        rows = []
+        for sym, w in holdings:
+            sbd = self.sb_doc(sym) if sym in self.sb else None
+            rows.append({"symbol": sym, "weight": float(w),
+                         "net_buy_hkd": {k: _money(v) for k, v in nets[sym].items()},
+                         "streak_days": sbd["streak_days"] if sbd else None,
+                         "streak_net_buy_hkd": sbd["streak_net_buy_hkd"] if sbd else None})
+        return {"southbound_net_buy_hkd": weighted,
+                "top_weight_ratio": {str(n): float(basket_mod.top_weight_ratio(holdings, n)) for n in basket_mod.TOP_N},
+                "holdings": rows}
 
     # -- queries: southbound -------------------------------------------------------
     def sb_doc(self, symbol: str) -> dict[str, Any] | None:
@@ -370,7 +578,7 @@ class Engine:
 
     # -- documents -------------------------------------------------------------------
     def symbols(self) -> list[str]:
-        return sorted(set(self.etf) | set(self.sb))
+        return sorted(set(self.etf) | set(self.sb) | set(self.bars))
 
     def symbol_doc(self, symbol: str) -> dict[str, Any] | None:
         doc: dict[str, Any] = {}
@@ -380,6 +588,12 @@ class Engine:
         sb = self.sb_doc(symbol)
         if sb is not None:
             doc["southbound"] = sb
+        signals = self.signals_doc(symbol)
+        if signals is not None:
+            doc["signals"] = signals
+        basket = self.basket_doc(symbol)
+        if basket is not None:
+            doc["basket"] = basket
         return doc or None
 
     def report(self, top: int = 10, rejected: dict[str, int] | None = None) -> dict[str, Any]:
@@ -396,8 +610,10 @@ class Engine:
 
     # -- state snapshots and housekeeping ------------------------------------------------
     def take_closed_updates(self) -> list[DayKey]:
-        """Days changed since their last snapshot that are now closed (to persist)."""
+        """Days changed since their last snapshot, closed for longer than the snapshot hold."""
         now = self.now_ms()
+        if now is not None:
+            now -= self.snapshot_hold_ms
         out = []
         for key in list(self.modified):
             if self._day_closed(*key, now):
@@ -424,6 +640,12 @@ class Engine:
         sb = self.sb.get(symbol)
         if sb is not None and day in sb.days:
             rec["southbound"] = sb.days[day].to_state()
+        bar = self.bars.get(symbol, {}).get(day)
+        if bar is not None:
+            rec["bar"] = bar.to_state()
+        v = self.view(symbol, day)
+        if v is not None:
+            rec["ohlc"] = ohlc(v)  # the day as the signals see it (trades, else the bar), micros
         return rec
 
     def import_day(self, rec: dict[str, Any]) -> None:
@@ -440,6 +662,11 @@ class Engine:
             if "units" in rec:
                 st.units[day] = tuple(rec["units"])  # type: ignore[assignment]
                 self._date_seen(day)
+        if "bar" in rec:
+            self.bars.setdefault(symbol, {})[day] = DayBar.from_state(rec["bar"])
+            self._add_bar_day(symbol, day)
+            self._date_seen(day)
+        self._hist_version[symbol] += 1
         if "southbound" in rec:
             sb = self.sb.get(symbol)
             if sb is None:
@@ -454,6 +681,8 @@ class Engine:
         for s in gone:
             self.etf.pop(s, None)
             self.sb.pop(s, None)
+            self.bars.pop(s, None)
+            self._closed_cache.pop(s, None)
         self.modified = {k for k in self.modified if k[0] not in gone}
 
     def prune(self) -> None:
@@ -471,8 +700,15 @@ class Engine:
             keep = cal.last_n(cur, ETF_RETAIN_DAYS)
             oldest = keep[0] if keep else cur
             prev = cal.previous(cur)
+            hist = cal.last_n(cur, HISTORY_RETAIN_DAYS)
+            hist_oldest = hist[0] if hist else cur
             for d in [d for d in st.days if d < oldest]:
-                del st.days[d]
+                summary = DayBar.of_day(st.days.pop(d))  # the daily bar of a traded day outlives its trades
+                if summary is not None and d >= hist_oldest:
+                    st.summaries[d] = summary
+            for d in [d for d in st.summaries if d < hist_oldest]:
+                del st.summaries[d]
+                self._hist_version[sym] += 1
             for d, day in st.days.items():
                 if prev is not None and d < prev:
                     day.curve = {}
@@ -481,7 +717,20 @@ class Engine:
                     # so the final state does not depend on when a checkpoint happened to prune
             old_units = sorted(d for d in st.units if d < oldest)
             for d in old_units[:-1]:  # the last one before the window is the baseline of the first inflow
-                del st.units[d]
+                aum = mul_micro(*st.units.pop(d))
+                if st.aum_folded is None or aum > st.aum_folded:
+                    st.aum_folded = aum  # the AUM record survives the pruning of its day
+        for sym, bars in self.bars.items():
+            cal = self.cal.for_symbol(sym)
+            cur = self.current_day(cal, now)
+            hist = cal.last_n(cur, HISTORY_RETAIN_DAYS) if cur is not None else []
+            if not hist:
+                continue
+            old = [d for d in bars if d < hist[0]]
+            for d in old:
+                del bars[d]
+            if old:
+                self._hist_version[sym] += 1
         sb_cal = self.cal["SB"]
         cur = self.current_day(sb_cal, now)
         if cur is None:

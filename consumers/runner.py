@@ -57,6 +57,7 @@ class ConsumerRunner:
         self.commit_interval_s = commit_interval_s
         self.poll_max_records = poll_max_records
         self.replay_margin_ms = session_margin_ms + WINDOW_MARGIN_MS
+        engine.snapshot_hold_ms = self.replay_margin_ms  # events up to close + margin, in windows 1h more
         self.observe_lag = observe_lag
         self.stats = stats if stats is not None else PipelineStats()
         self.ready = False
