@@ -11,6 +11,7 @@ import bisect
 import datetime as dt
 from typing import Any
 
+from consumers.bars import DayBar
 from consumers.windows import SlidingSums
 from monitor.events import mul_micro
 
@@ -117,14 +118,16 @@ class EtfDay:
 class EtfState:
     """Everything held for one ETF symbol."""
 
-    __slots__ = ("symbol", "days", "windows", "units", "first_day")
+    __slots__ = ("symbol", "days", "windows", "units", "first_day", "summaries", "aum_folded")
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
         self.days: dict[dt.date, EtfDay] = {}
         self.windows = SlidingSums(INTRADAY_WIDTHS)
         self.units: dict[dt.date, tuple[int, int]] = {}  # date -> (shares micro, nav micro)
-        self.first_day: dt.date | None = None
+        self.first_day: dt.date | None = None  # first day held: trades, or a bar standing in
+        self.summaries: dict[dt.date, DayBar] = {}  # traded days whose trades were pruned: their daily bar
+        self.aum_folded: int | None = None  # highest AUM of units records pruned away (the record survives)
 
     def day(self, date: dt.date) -> EtfDay:
         d = self.days.get(date)

@@ -24,7 +24,7 @@ from consumers.engine import Engine
 from monitor.bus import EVENT_TOPICS, Bus, Consumer, Record, TopicPartition
 from monitor.calendars import local_date, midnight_ms
 from monitor.stats import PipelineStats
-from monitor.events import DEADLETTER_TOPIC, KIND_OF_TOPIC, STATE_TOPIC, Rejected, Validator
+from monitor.events import DATE_KINDS, DEADLETTER_TOPIC, KIND_OF_TOPIC, STATE_TOPIC, Rejected, Validator
 
 log = logging.getLogger("fundflow.consumer")
 MARKER = "__checkpoint__"
@@ -196,7 +196,7 @@ class ConsumerRunner:
                 continue
             symbol = ev.symbol
             if cover_until and rec.offset < cover_until.get((topic, rec.partition), -1):
-                day = ev.date if ev.kind in ("units", "southbound_daily") else local_date(ev.ts_ms)  # type: ignore[union-attr]
+                day = ev.date if ev.kind in DATE_KINDS else local_date(ev.ts_ms)  # type: ignore[union-attr]
                 cov = covered.get((symbol, day.isoformat()))
                 if cov is not None and rec.offset < cov.get(topic, -1):
                     positions[(topic, rec.partition)] = rec.offset + 1

@@ -27,7 +27,9 @@ TOPICS: dict[str, str] = {
     "units": "fundflow.etf.units",
     "southbound": "fundflow.southbound.flows",
     "southbound_daily": "fundflow.southbound.daily",
+    "bar": "fundflow.bars",
 }
+DATE_KINDS = frozenset({"units", "southbound_daily", "bar"})  # events keyed by a date, not a timestamp
 KIND_OF_TOPIC = {topic: kind for kind, topic in TOPICS.items()}
 DEADLETTER_TOPIC = "fundflow.deadletter"
 STATE_TOPIC = "fundflow.state.daily"
@@ -121,7 +123,35 @@ class SouthboundDaily:
                 "buy_hkd": from_micro(self.buy), "sell_hkd": from_micro(self.sell)}
 
 
-Event = Union[Trade, Units, SouthboundTick, SouthboundDaily]
+@dataclass(slots=True, frozen=True)
+class Bar:
+    """One trading day of one symbol: stands in for that day's trades where none were seen."""
+
+    kind: ClassVar[str] = "bar"
+    symbol: str
+    date: dt.date
+    open: int  # micro-CNY (HKD for .HK)
+    high: int
+    low: int
+    close: int
+    volume: int  # micro-shares
+    amount: int  # micro-CNY (HKD for .HK): the day's turnover
+    shares: int | None = None  # micro-shares outstanding (ETFs), optional
+    nav: int | None = None  # micro-CNY per share, optional
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"kind": "bar", "symbol": self.symbol, "date": self.date.isoformat(),
+                             "open": from_micro(self.open), "high": from_micro(self.high),
+                             "low": from_micro(self.low), "close": from_micro(self.close),
+                             "volume": from_micro(self.volume), "amount": from_micro(self.amount)}
+        if self.shares is not None:
+            d["shares"] = from_micro(self.shares)
+        if self.nav is not None:
+            d["nav"] = from_micro(self.nav)
+        return d
+
+
+Event = Union[Trade, Units, SouthboundTick, SouthboundDaily, Bar]
 
 
 def from_micro(units: int) -> float:
@@ -142,6 +172,20 @@ def to_micro(value: Any, name: str) -> int:
     if value < _FAST_LIMIT:
         return round(value * MICRO)
     return int((Decimal(repr(value)) * MICRO).to_integral_value(ROUND_HALF_EVEN))
+
+
+def _bar_number(value: Any, name: str) -> int:
+    """A bar field: a JSON number, or a decimal string (CSV tapes keep price columns as text)."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            dec = Decimal(text)
+        except InvalidOperation:
+            raise Rejected("wrong_type", f"{name} must be a number, got {text[:20]!r}") from None
+        if not dec.is_finite() or dec < 0 or dec > Decimal(MAX_NUMBER):
+            raise Rejected("bad_number", f"{name} must be finite, >= 0 and <= 1e15, got {text[:20]!r}")
+        return int((dec * MICRO).to_integral_value(ROUND_HALF_EVEN))
+    return to_micro(value, name)
 
 
 def mul_micro(a: int, b: int) -> int:
@@ -186,6 +230,8 @@ def infer_kind(obj: Mapping[str, Any]) -> str | None:
     """The kind of an event without a ``kind`` field, from the fields it has."""
     if "trade_id" in obj or "price" in obj:
         return "trade"
+    if "close" in obj and "date" in obj:
+        return "bar"
     if "shares_outstanding" in obj:
         return "units"
     if "channel" in obj or "seq" in obj:
@@ -208,6 +254,7 @@ class Validator:
             "units": self._units,
             "southbound": self._tick,
             "southbound_daily": self._daily,
+            "bar": self._bar,
         }
 
     # -- entry points -------------------------------------------------------
@@ -290,6 +337,27 @@ class Validator:
         symbol = self._symbol(o["symbol"], etf_ok=False, hk_ok=True)
         day = self._trading_date(o["date"], self.calendars["SB"])
         return SouthboundDaily(symbol, day, to_micro(o["buy_hkd"], "buy_hkd"), to_micro(o["sell_hkd"], "sell_hkd"))
+
+    def _bar(self, o: Mapping[str, Any]) -> Bar:
+        symbol = self._symbol(o["symbol"], etf_ok=True, hk_ok=True)
+        day = self._trading_date(o["date"], self.calendars.for_symbol(symbol))
+        op, hi, lo, cl = (_bar_number(o[k], k) for k in ("open", "high", "low", "close"))
+        if min(op, hi, lo, cl) == 0:
+            raise Rejected("bad_number", "open, high, low and close must be > 0")
+        if not (lo <= op <= hi and lo <= cl <= hi):
+            raise Rejected("bad_value", "a bar needs low <= open, close <= high")
+        volume, amount = _bar_number(o["volume"], "volume"), _bar_number(o["amount"], "amount")
+        if (volume == 0) != (amount == 0):
+            raise Rejected("bad_value", "volume and amount must both be 0 or both > 0")
+        shares = o.get("shares", o.get("shares_outstanding"))
+        nav = o.get("nav")
+        if (shares is None) != (nav is None):
+            raise Rejected("missing_field", "a bar carries both shares and nav, or neither")
+        s_micro = _bar_number(shares, "shares") if shares is not None else None
+        n_micro = _bar_number(nav, "nav") if nav is not None else None
+        if n_micro == 0:
+            raise Rejected("bad_number", "nav must be > 0")
+        return Bar(symbol, day, op, hi, lo, cl, volume, amount, s_micro, n_micro)
 
     # -- checks -------------------------------------------------------------
     @staticmethod
