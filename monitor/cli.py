@@ -60,7 +60,7 @@ def _stop_event() -> asyncio.Event:
 # -- demo -------------------------------------------------------------------------------
 async def _demo(args: argparse.Namespace) -> int:
     from monitor.bus.memory import MemoryBus
-    from monitor.server import start_site
+    from monitor.server import site_url, start_site
     from monitor.service import Service
     from monitor.simulator import Scenario, generate, paced
 
@@ -69,7 +69,7 @@ async def _demo(args: argparse.Namespace) -> int:
     bus.ensure_topics()
     svc = Service(cfg, bus=bus, live_clock=False)
     site = await start_site(svc.app(), cfg.http.host, cfg.http.port)
-    url = f"http://{cfg.http.host}:{cfg.http.port}"
+    url = site_url(site)
     print(f"fundflow demo: board {url}/  metrics {url}/metrics  API {url}/api/v1/symbols", flush=True)
     stop = _stop_event()
     scenario = Scenario(seed=args.seed)
@@ -177,7 +177,7 @@ def _progress(total: int, what: str, enabled: bool = True) -> Any:
 
 # -- consume ----------------------------------------------------------------------------
 async def _consume(args: argparse.Namespace) -> int:
-    from monitor.server import start_site
+    from monitor.server import site_url, start_site
     from monitor.service import Service
 
     cfg = _config(args)
@@ -187,7 +187,7 @@ async def _consume(args: argparse.Namespace) -> int:
     log.info("consuming from %s as group %s", cfg.kafka.bootstrap_servers, cfg.kafka.group_id)
     await asyncio.get_running_loop().run_in_executor(None, svc.bus.ensure_topics)
     site = await start_site(svc.app(), cfg.http.host, cfg.http.port)
-    log.info("serving http://%s:%d/metrics", cfg.http.host, cfg.http.port)
+    log.info("serving %s/metrics", site_url(site))
     stop = _stop_event()
     try:
         await svc.runner.run(stop)

@@ -236,3 +236,9 @@ async def start_site(app: web.Application, host: str, port: int) -> web.AppRunne
     site = web.TCPSite(runner, host, port)
     await site.start()
     return runner
+
+
+def site_url(runner: web.AppRunner) -> str:
+    """The URL actually bound (port 0 asks the OS for a free one)."""
+    host, port = runner.addresses[0][:2]
+    return f"http://{host}:{port}"

@@ -92,7 +92,7 @@ def _load(args: argparse.Namespace) -> Config:
 async def _ingest(args: argparse.Namespace) -> int:
     from monitor.cli import _progress, _stop_event
     from monitor.ingest import wiring
-    from monitor.server import start_site
+    from monitor.server import site_url, start_site
     from monitor.service import Service
 
     type_ = args.source_type
@@ -118,8 +118,7 @@ async def _ingest(args: argparse.Namespace) -> int:
     site = None
     if type_ == "push" or not args.no_http:
         site = await start_site(svc.app(), cfg.http.host, cfg.http.port)
-        log.info("serving http://%s:%d/metrics%s", cfg.http.host, cfg.http.port,
-                 " and POST /ingest" if type_ == "push" else "")
+        log.info("serving %s/metrics%s", site_url(site), " and POST /ingest" if type_ == "push" else "")
     progress = None
     try:
         if type_ == "push":
@@ -148,7 +147,7 @@ async def _ingest(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace) -> int:
     from monitor.cli import _stop_event
-    from monitor.server import start_site
+    from monitor.server import site_url, start_site
     from monitor.service import Service
 
     cfg = _load(args)
@@ -173,8 +172,7 @@ async def _run(args: argparse.Namespace) -> int:
         if type_ != "push":  # push is POST /ingest on the app below
             proc.add(type_, name, opts)
     site = await start_site(svc.app(), cfg.http.host, cfg.http.port)
-    log.info("serving http://%s:%d/ (metrics, API, POST /ingest); %d source(s)", cfg.http.host, cfg.http.port,
-             len(proc.sources))
+    log.info("serving %s/ (metrics, API, POST /ingest); %d source(s)", site_url(site), len(proc.sources))
     stop = _stop_event()
     tasks = [asyncio.create_task(proc.run(stop)), asyncio.create_task(svc.runner.run(stop))]
     try:
