@@ -31,10 +31,21 @@ MARKER = "__checkpoint__"
 WINDOW_MARGIN_MS = 3_600_000  # the widest intraday window
 
 
+MAX_DEADLETTER_ORIGINAL = 64 * 1024  # bytes of the original kept in a dead letter
+
+
 def deadletter_record(raw: bytes, source: str, reason: str, detail: str) -> bytes:
-    """The dead-letter payload: original bytes (base64), where it came from and why."""
-    return orjson.dumps({"original": base64.b64encode(raw).decode(), "source": source, "reason": reason,
-                         "detail": detail, "ts": int(time.time() * 1000)})
+    """The dead-letter payload: original bytes (base64), where it came from and why.
+
+    At most the first 64 KiB of the original are kept (``original_bytes`` is its full size), so a
+    dead letter always fits in a Kafka record: a 2 MB payload must not turn into a letter the broker
+    refuses (the ingest sink would retry it forever; the consumer's produce would raise).
+    """
+    doc = {"original": base64.b64encode(raw[:MAX_DEADLETTER_ORIGINAL]).decode(), "source": source, "reason": reason,
+           "detail": detail, "ts": int(time.time() * 1000), "original_bytes": len(raw)}
+    if len(raw) > MAX_DEADLETTER_ORIGINAL:
+        doc["truncated"] = True
+    return orjson.dumps(doc)
 
 
 class ConsumerRunner:

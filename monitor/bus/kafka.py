@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.partitioner.default import murmur2
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
@@ -90,7 +90,13 @@ class KafkaBus:
                 partition: int | None = None) -> None:
         if partition is None and key is not None:
             partition = self.partition_for(key)
-        fut = self.producer.send(topic, value=value, key=key, timestamp_ms=timestamp_ms, partition=partition)
+        try:
+            fut = self.producer.send(topic, value=value, key=key, timestamp_ms=timestamp_ms, partition=partition)
+        except KafkaTimeoutError:
+            raise  # metadata not available within max_block_ms: the caller retries
+        except KafkaError as exc:  # refused before sending (e.g. record too large): reported by the next flush
+            self._failed(exc)
+            return
         fut.add_errback(self._failed)
 
     def flush(self, timeout_s: float | None = None) -> None:
