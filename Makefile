@@ -1,6 +1,5 @@
 # fundflow — top-level commands.  `make test` is THE test command (CI runs it).
 PYTHON ?= python3
-FUNDFLOW ?= fundflow
 
 .PHONY: install demo test-deps test test-unit render
 
@@ -8,7 +7,7 @@ install:
 	$(PYTHON) -m pip install -e .
 
 demo: install
-	$(FUNDFLOW) demo
+	$(PYTHON) -m monitor demo
 
 # Debian packages (mosquitto, prometheus, alertmanager, chromium), the Python
 # test extras and the Kafka jars from Maven Central; idempotent.
@@ -24,4 +23,4 @@ test-unit:
 	$(PYTHON) -m pytest -q tests -m "not integration"
 
 render:
-	$(FUNDFLOW) rules render
+	$(PYTHON) -m monitor rules render
