@@ -112,12 +112,25 @@ class AlertsConfig:
 
 
 @dataclass
+class BasketConfig:
+    """ETF holdings for the basket look-through: a CSV (etf,constituent,weight) and/or inline tables.
+
+    ``[baskets.holdings."513770.SH"]`` maps constituent -> weight (0.145 or "14.5%"); inline holdings
+    replace the CSV's for the same ETF.
+    """
+
+    holdings_csv: str = ""
+    holdings: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
 class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    baskets: BasketConfig = field(default_factory=BasketConfig)
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-source options, free-form
 
     def redacted(self) -> dict[str, Any]:
@@ -185,3 +198,15 @@ def _closure(raw: Mapping[str, Any]) -> Closure:
     c = Closure(market="", date="")
     _apply(c, raw, "compute.closures")
     return c
+
+
+def load_holdings(cfg: Config) -> "dict[str, list[tuple[str, Any]]]":
+    """The ETF holdings of ``[baskets]``: the CSV file first, inline tables replacing an ETF's rows."""
+    from consumers import basket
+
+    parts = []
+    if cfg.baskets.holdings_csv:
+        parts.append(basket.from_csv(Path(cfg.baskets.holdings_csv).read_text(encoding="utf-8")))
+    if cfg.baskets.holdings:
+        parts.append(basket.from_mapping(cfg.baskets.holdings))
+    return basket.merge(*parts)

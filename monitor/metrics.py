@@ -69,6 +69,7 @@ class FundflowCollector(Collector):
         yield creation
         yield ratio
         yield from plain.values()
+        yield from self._signals()
 
         sb_net = GaugeMetricFamily(P + "southbound_net_buy_hkd", "Southbound net buy (buy - sell) over the last "
                                    "1/5/20 southbound trading days, current day included, HKD.", labels=["symbol", "window"])
@@ -93,6 +94,62 @@ class FundflowCollector(Collector):
         yield streak
         yield streak_sum
         yield provisional
+
+    def _signals(self) -> Iterator[Any]:
+        """Issue-11 market signals: new highs, AUM record, average turnover, MACD, basket look-through."""
+        engine = self.engine
+        high = GaugeMetricFamily(P + "etf_new_high", "1 when today's high is >= the highest daily high of the previous "
+                                 "20/60/250 trading days (all = all history held), else 0; absent while fewer days are "
+                                 "held.", labels=["symbol", "window"])
+        record = GaugeMetricFamily(P + "etf_aum_record_cny", "Highest AUM (shares outstanding x NAV) on record, CNY.",
+                                   labels=["symbol"])
+        at_record = GaugeMetricFamily(P + "etf_aum_at_record", "1 when the latest AUM is the highest on record.",
+                                      labels=["symbol"])
+        avg = GaugeMetricFamily(P + "etf_turnover_avg_cny", "Average turnover per closed trading day over the last "
+                                "20 days or the calendar year to date (today excluded), CNY.", labels=["symbol", "window"])
+        dif = GaugeMetricFamily(P + "macd_dif", "MACD(12,26,9) DIF = EMA12 - EMA26 of daily closes (today's last price "
+                                "as today's close).", labels=["symbol"])
+        dea = GaugeMetricFamily(P + "macd_dea", "MACD(12,26,9) DEA = EMA9 of DIF.", labels=["symbol"])
+        hist = GaugeMetricFamily(P + "macd_histogram", "MACD(12,26,9) histogram = 2 x (DIF - DEA).", labels=["symbol"])
+        cross = GaugeMetricFamily(P + "macd_cross", "MACD cross on the current day: +1 golden (DIF crosses above DEA), "
+                                  "-1 death, 0 none.", labels=["symbol"])
+        b_net = GaugeMetricFamily(P + "etf_basket_southbound_net_buy_hkd", "Sum over an ETF's holdings of weight x "
+                                  "southbound net buy over the last 1/5/20 southbound trading days, HKD.",
+                                  labels=["symbol", "window"])
+        b_top = GaugeMetricFamily(P + "etf_basket_top_weight_ratio", "Combined weight of the top n holdings (ratio).",
+                                  labels=["symbol", "n"])
+        etfs = set(engine.etf)
+        for symbol in sorted(etfs | set(engine.bars)):
+            doc = engine.signals_doc(symbol)
+            if doc is None:
+                continue
+            if symbol in etfs:
+                for window, value in doc["new_high"].items():
+                    if value is not None:
+                        high.add_metric([symbol, window], value)
+                for window, value in doc["turnover_avg_cny"].items():
+                    if value is not None:
+                        avg.add_metric([symbol, window], value)
+                if doc["aum_record_cny"] is not None:
+                    record.add_metric([symbol], doc["aum_record_cny"])
+                if doc["aum_at_record"] is not None:
+                    at_record.add_metric([symbol], doc["aum_at_record"])
+            m = doc["macd"]
+            if m["dif"] is not None:
+                dif.add_metric([symbol], m["dif"])
+                dea.add_metric([symbol], m["dea"])
+                hist.add_metric([symbol], m["histogram"])
+                cross.add_metric([symbol], m["cross"])
+        for symbol in sorted(engine.holdings):
+            doc = engine.basket_doc(symbol)
+            if doc is None:
+                continue
+            for window, value in doc["southbound_net_buy_hkd"].items():
+                if value is not None:
+                    b_net.add_metric([symbol, window], value)
+            for n, value in doc["top_weight_ratio"].items():
+                b_top.add_metric([symbol, n], value)
+        yield from (high, record, at_record, avg, dif, dea, hist, cross, b_net, b_top)
 
     def _pipeline(self) -> Iterator[Any]:
         engine, stats = self.engine, self.stats

@@ -12,7 +12,7 @@ from consumers.runner import ConsumerRunner
 from monitor.bus import Bus, make_bus
 from monitor.alerting import firing
 from monitor.calendars import MARKETS, Calendars, default_calendars, iso, parse_closures
-from monitor.config import Config
+from monitor.config import Config, load_holdings
 from monitor.events import Validator
 from monitor.ingest.publisher import Publisher
 from monitor.ingest.push import add_push_endpoint
@@ -28,6 +28,7 @@ class Service:
         self.calendars = Calendars(parse_closures(c.closures)) if c.closures else default_calendars()
         self.validator = Validator(self.calendars, c.session_margin_minutes, c.max_payload_bytes)
         self.engine = Engine(self.calendars, c.grace_seconds, c.live_clock if live_clock is None else live_clock)
+        self.engine.holdings = load_holdings(config)
         self.stats = PipelineStats()
         self.bus = bus if bus is not None else make_bus(config)
         self.runner = ConsumerRunner(self.bus, self.engine, self.validator, config.kafka.group_id, stats=self.stats,

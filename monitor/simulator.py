@@ -27,7 +27,8 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any, AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 
-__all__ = ["Scenario", "DaySession", "Simulation", "generate", "truth", "paced", "trading_days"]
+__all__ = ["Scenario", "DaySession", "Simulation", "generate", "truth", "paced", "trading_days",
+           "DEMO_HISTORY_DAYS", "DEMO_HOLDINGS", "history_days"]
 
 Event = dict[str, Any]
 
@@ -47,6 +48,7 @@ class Scenario:
     trade_interval_s: float = 3.0  # mean seconds between trades, per ETF
     tick_interval_s: float = 60.0  # mean seconds between ticks, per stock and channel
     story: bool = True  # pin the seed-day figures for the symbols that have them (513770.SH, 09988.HK, ...)
+    history_days: int = 0  # daily bars for this many XSHG days before the first day of ticks (at most 300)
 
     @classmethod
     def synthetic(
@@ -127,6 +129,27 @@ def _sessions(code: str, start: dt.date, end: dt.date) -> dict[dt.date, DaySessi
     return out
 
 
+def history_days(scenario: Scenario) -> list[dt.date]:
+    """The XSHG days before the first simulated day that get daily bars (oldest first)."""
+    if not scenario.history_days:
+        return []
+    if not 0 < scenario.history_days <= _HISTORY_PLAN:
+        raise ValueError(f"history_days must be between 0 and {_HISTORY_PLAN}")
+    return _history_dates(scenario)[-scenario.history_days:]
+
+
+def _history_dates(scenario: Scenario) -> list[dt.date]:
+    """The ``_HISTORY_PLAN`` XSHG days before the first simulated day (planned whether emitted or not)."""
+    mainland, _ = trading_days(scenario)
+    first = mainland[0].date
+    start = first - dt.timedelta(days=_HISTORY_PLAN * 2 + 60)
+    sh = _sessions("XSHG", start, first)
+    days = [d for d in sorted(sh) if d < first][-_HISTORY_PLAN:]
+    if len(days) < _HISTORY_PLAN:
+        raise ValueError("calendar span too short for the bar history")
+    return days
+
+
 def trading_days(scenario: Scenario) -> tuple[list[DaySession], list[DaySession]]:
     """(mainland sessions, southbound sessions) the scenario covers, oldest first.
 
@@ -173,6 +196,23 @@ _STORY_CLOSES = {-1: 1072, -2: 1060}  # 1.072 / 1.060 - 1 = +1.13%
 _STORY_TURNOVER = {-1: 606.0e6, -2: 540.0e6, -3: 428.0e6, -4: 417.0e6, -5: 436.0e6, -6: 421.0e6}
 _STORY_INFLOW_20D = 2_792_000_000  # CNY, creation/redemption over the last 20 XSHG days
 _INFLOW_WINDOW = 20
+# Issue 11: the seed day is a 250-day high on heavy volume, an AUM record and a MACD golden cross.
+_HISTORY_PLAN = 300  # XSHG days of daily history planned before the first day of ticks
+DEMO_HISTORY_DAYS = 260  # what `fundflow demo` emits: enough for the 250-day high and MACD
+_STORY_CAP_MILLS = 1066  # no daily high before the seed day reaches this
+_STORY_CLOSE_CEIL = 1058  # closes before the previous session stay at or below this
+_STORY_BUMP_TICKS = 16.0  # the seed day's early push above the earlier highs (0.001 CNY)
+_STORY_FRONT = (30 * 60_000, 4.0)  # the seed day's first 30 minutes trade 4x the usual size
+_STORY_BAR_TURNOVER = (420e6, 760e6)  # bar days: the year's average daily turnover nears 600M
+# the macd histogram (2 x (DIF - DEA)) the day before the seed day and on it (a golden cross, with margin)
+_STORY_HIST_PREV = (-0.0012, -0.00005)
+_STORY_HIST_SEED = 0.00005
+# Holdings of 513770.SH (an HK internet ETF) for the basket look-through, weights as fractions.
+DEMO_HOLDINGS: dict[str, dict[str, str]] = {
+    "513770.SH": {"00700.HK": "0.1452", "09988.HK": "0.1418", "01810.HK": "0.1183", "03690.HK": "0.0968",
+                  "09618.HK": "0.0612", "09999.HK": "0.0547", "01024.HK": "0.0503", "09888.HK": "0.0452",
+                  "00981.HK": "0.0398", "09961.HK": "0.0311", "02015.HK": "0.0287", "00268.HK": "0.0244"},
+}
 
 # Southbound: 09988.HK net-bought for the 15 days before the seed day, sold the day before that.
 _STORY_STREAK = "09988.HK"
@@ -256,6 +296,8 @@ def _plan_etf(scenario: Scenario, symbol: str, n: int) -> _EtfPlan:
         for k, v in _STORY_CLOSES.items():
             if -k <= n:
                 closes[k] = v
+        if n > 2:
+            closes[:-2] = _story_closes(scenario, n)[1]
         for k, v in _STORY_TURNOVER.items():
             if -k <= n:
                 turnover[k] = v
@@ -280,6 +322,50 @@ def _plan_etf(scenario: Scenario, symbol: str, n: int) -> _EtfPlan:
         cur = max(1_000_000, cur + d)
         shares.append(cur)
     return _EtfPlan(closes, turnover, shares, navs)
+
+
+def _macd_hist(closes: list[int]) -> list[float]:
+    """2 x (DIF - DEA) per close, MACD(12, 26, 9), floats (the planner's check, with margin)."""
+    e12 = e26 = float(closes[0]) / 1000
+    dea = 0.0
+    out = [0.0]
+    for c in closes[1:]:
+        x = c / 1000
+        e12 = (2 * x + 11 * e12) / 13
+        e26 = (2 * x + 25 * e26) / 27
+        dif = e12 - e26
+        dea = (2 * dif + 8 * dea) / 10
+        out.append(2 * (dif - dea))
+    return out
+
+
+def _reflect_walk(rng: random.Random, start: int, count: int, drift: float, sd: float, ceil: int) -> list[int]:
+    """``count`` closes walking back from ``start`` (oldest first), reflected below ``ceil``."""
+    out: list[int] = []
+    cur = start
+    for _ in range(count):
+        cur = round(cur / (1.0 + rng.gauss(drift, sd)))
+        if cur > ceil:
+            cur = 2 * ceil - cur
+        cur = max(100, cur)
+        out.append(cur)
+    out.reverse()
+    return out
+
+
+@lru_cache(maxsize=8)
+def _story_closes(scenario: Scenario, n: int) -> tuple[list[int], list[int]]:
+    """(history closes, tick-day closes but the last two) of the story ETF, drawn until the seed day
+    is a MACD golden cross with margin; deterministic for the scenario."""
+    last2 = [_STORY_CLOSES[-2], _STORY_CLOSES[-1]]
+    for attempt in range(10_000):
+        rng = _rng(scenario, "story-closes", attempt)
+        ticks = _reflect_walk(rng, last2[0], n - 2, 0.0004, 0.011, _STORY_CLOSE_CEIL)
+        hist = _reflect_walk(rng, ticks[0], _HISTORY_PLAN, 0.0012, 0.013, _STORY_CLOSE_CEIL)
+        h = _macd_hist(hist + ticks + last2)
+        if _STORY_HIST_PREV[0] <= h[-2] <= _STORY_HIST_PREV[1] and h[-1] >= _STORY_HIST_SEED:
+            return hist, ticks
+    raise RuntimeError("no close path gives the seed day its golden cross")  # pragma: no cover
 
 
 def _plan_southbound(scenario: Scenario, symbol: str, days: list[DaySession]) -> _SbPlan:
@@ -336,7 +422,8 @@ def _poisson_offsets(rand: Callable[[], float], span: int, interval_ms: float) -
 
 def _etf_day(
     rng: random.Random, symbol: str, session: DaySession, prev_close: int, close: int,
-    turnover_target: float, interval_ms: float,
+    turnover_target: float, interval_ms: float, cap: int | None = None, bump: float = 0.0,
+    front: tuple[int, float] | None = None,
 ) -> tuple[list[Event], dict[str, int]]:
     """One ETF-day of trades: a Poisson clock, a bid/ask bounce around a Brownian bridge to ``close``,
     heavy-tailed sizes scaled to hit ``turnover_target``. Returns events and integer totals.
@@ -362,14 +449,24 @@ def _etf_day(
     buys = [False] * n
     weights = [0.0] * n
     buy_bias = 0.5 + (0.08 if close > prev_close else -0.08 if close < prev_close else 0.0)
+    peak = max(1, n // 25)  # the story's push: up over the first 4% of trades, faded by 40%
     for i in range(n):
         mid = open_mid + drift * (i + 1) + walk[i]
+        if bump:
+            mid += bump * (i / peak if i < peak else max(0.0, 1.0 - (i - peak) / (0.36 * n)))
         b = rand() < buy_bias
         p = floor(mid) + 1 if b and mid != floor(mid) else floor(mid)
         prices[i] = p if p > 1 else 1
         buys[i] = b
         weights[i] = 1.0 / (rand() + 0.05)  # sizes from ~1x to 20x the typical lot count
     prices[-1] = close
+    if cap is not None:
+        prices = [p if p < cap else cap for p in prices]
+    if front is not None:
+        span, factor = front
+        for i in range(n):
+            if offsets[i] < span:
+                weights[i] *= factor
 
     # Volumes: round lots (2% odd lots) scaled to the target turnover, residual on the biggest trade.
     k = turnover_target * 10.0 / sum(p * w for p, w in zip(prices, weights))
@@ -412,7 +509,8 @@ def _etf_day(
         else:
             sell += cents
         prev_p = p
-    return events, {"turnover": turnover, "volume": volume, "buy": buy, "sell": sell, "last": prices[-1]}
+    return events, {"turnover": turnover, "volume": volume, "buy": buy, "sell": sell, "last": prices[-1],
+                    "open": prices[0], "high": max(prices), "low": min(prices)}
 
 
 def _sb_ticks(
@@ -449,6 +547,7 @@ class Simulation:
             "units": {s: {} for s in scenario.etfs},
             "southbound": {s: {} for s in scenario.southbound},
             "southbound_ticks": {s: {} for s in scenario.southbound},
+            "bars": {s: {} for s in scenario.etfs},
         }
 
     def events(self) -> Iterator[Event]:
@@ -464,6 +563,8 @@ class Simulation:
         ts_key = itemgetter("ts")
         t_etf, t_units = self.truth["etf"], self.truth["units"]
         t_sb, t_ticks = self.truth["southbound"], self.truth["southbound_ticks"]
+        yield from self._history(etf_plans)
+        story_etf = _STORY_ETF if sc.story else None
 
         for di, sess in enumerate(self.mainland):
             iso = sess.date.isoformat()
@@ -473,12 +574,18 @@ class Simulation:
             for sym in sc.etfs:
                 plan = etf_plans[sym]
                 prev_close = plan.closes[di - 1] if di else plan.closes[0]
+                extra: dict[str, Any] = {}
+                if sym == story_etf and n > 2:  # prior highs stay below the seed day's early push
+                    extra = ({"bump": _STORY_BUMP_TICKS, "front": _STORY_FRONT} if di == n - 1
+                             else {"cap": _STORY_CAP_MILLS})
                 evs, tot = _etf_day(_rng(sc, "trades", sym, ymd), sym, sess, prev_close, plan.closes[di],
-                                    plan.turnover[di], trade_ms)
+                                    plan.turnover[di], trade_ms, **extra)
                 timed.extend(evs)
                 t_etf[sym][iso] = {"turnover": _dec_cents(tot["turnover"]), "volume": tot["volume"],
                                    "last_price": Decimal(tot["last"]).scaleb(-3),
-                                   "buy": _dec_cents(tot["buy"]), "sell": _dec_cents(tot["sell"])}
+                                   "buy": _dec_cents(tot["buy"]), "sell": _dec_cents(tot["sell"]),
+                                   "open": Decimal(tot["open"]).scaleb(-3), "high": Decimal(tot["high"]).scaleb(-3),
+                                   "low": Decimal(tot["low"]).scaleb(-3)}
                 nav = Decimal(plan.navs[di]).scaleb(-4)
                 inflow = (plan.shares[di] - plan.shares[di - 1]) * nav if di else None
                 units.append({"kind": "units", "symbol": sym, "date": iso,
@@ -526,6 +633,61 @@ class Simulation:
                 yield from recs
                 pos = cut
             yield from timed[pos:]
+
+
+    def _history(self, etf_plans: dict[str, _EtfPlan]) -> Iterator[Event]:
+        """Daily bars of every ETF for the ``history_days`` before the first day of ticks, oldest first."""
+        sc = self.scenario
+        days = history_days(sc)
+        if not days:
+            return
+        plan_days = _history_dates(sc)
+        per_symbol: dict[str, list[Event]] = {}
+        for sym in sc.etfs:
+            plan = etf_plans[sym]
+            rng = _rng(sc, "bars", sym)
+            prof = _ETF_PROFILES.get(sym)
+            story = sc.story and sym == _STORY_ETF and len(plan.closes) > 2
+            if story:
+                closes = _story_closes(sc, len(plan.closes))[0]
+                lo_to, hi_to = _STORY_BAR_TURNOVER
+            else:
+                closes = _reflect_walk(rng, plan.closes[0], _HISTORY_PLAN, 0.0004, 0.012, 1 << 40)
+                lo_to, hi_to = prof.turnover if prof else (min(plan.turnover), max(plan.turnover))
+            shares = [0] * _HISTORY_PLAN
+            cur = plan.shares[0]
+            for i in range(_HISTORY_PLAN - 1, -1, -1):  # walk back: the ETF grew into its size
+                cur = max(1_000_000, cur - round(abs(rng.gauss(0.0012, 0.002)) * cur / 100) * 100)
+                shares[i] = cur
+            events = []
+            prev = closes[0]
+            for i, day in enumerate(plan_days):
+                c = closes[i]
+                o = max(1, prev + rng.randint(-3, 3))
+                hi = max(o, c) + rng.randint(0, max(1, c // 120))
+                lo = max(1, min(o, c) - rng.randint(0, max(1, c // 120)))
+                if story:
+                    hi = min(hi, _STORY_CAP_MILLS - 1)
+                prev = c
+                amount_cents = round(rng.uniform(lo_to, hi_to) * 100)
+                vwap = (hi + lo + 2 * c) / 4  # mills
+                volume = max(100, round(amount_cents * 10 / vwap / 100) * 100)
+                nav = max(1, round(c * 10 * (1.0 + rng.gauss(0.0, 0.0015))))
+                if day < days[0]:
+                    continue
+                iso = day.isoformat()
+                ev = {"kind": "bar", "symbol": sym, "date": iso, "open": o / 1000, "high": hi / 1000, "low": lo / 1000,
+                      "close": c / 1000, "volume": volume, "amount": amount_cents / 100,
+                      "shares": shares[i], "nav": nav / 10_000}
+                events.append(ev)
+                self.truth["bars"][sym][iso] = {
+                    "open": Decimal(o).scaleb(-3), "high": Decimal(hi).scaleb(-3), "low": Decimal(lo).scaleb(-3),
+                    "close": Decimal(c).scaleb(-3), "volume": volume, "amount": _dec_cents(amount_cents),
+                    "shares": shares[i], "nav": Decimal(nav).scaleb(-4)}
+            per_symbol[sym] = events
+        for i in range(len(days)):  # by date, every ETF's bar of a day together
+            for sym in sc.etfs:
+                yield per_symbol[sym][i]
 
 
 def generate(scenario: Scenario | None = None) -> Iterator[Event]:
