@@ -62,7 +62,7 @@ async def _demo(args: argparse.Namespace) -> int:
     from monitor.bus.memory import MemoryBus
     from monitor.server import site_url, start_site
     from monitor.service import Service
-    from monitor.simulator import Scenario, generate, paced
+    from monitor.simulator import DEMO_HISTORY_DAYS, DEMO_HOLDINGS, Scenario, generate, paced
 
     cfg = _config(args)
     bus = MemoryBus(cfg.kafka.partitions)
@@ -72,7 +72,12 @@ async def _demo(args: argparse.Namespace) -> int:
     url = site_url(site)
     print(f"fundflow demo: board {url}/  metrics {url}/metrics  API {url}/api/v1/symbols", flush=True)
     stop = _stop_event()
-    scenario = Scenario(seed=args.seed)
+    # daily bars for the year before the ticks: the seed day's 250-day high, AUM record and MACD cross
+    scenario = Scenario(seed=args.seed, history_days=DEMO_HISTORY_DAYS)
+    if not svc.engine.holdings:  # no [baskets] configured: the simulated ETF's holdings
+        from consumers.basket import from_mapping
+
+        svc.engine.holdings = from_mapping(DEMO_HOLDINGS)
     publisher = svc.publisher("simulator")
     svc.stats.connected["simulator"] = True
 
