@@ -1,0 +1,106 @@
+"""The benchmark tape: simulated trading days of many symbols as Kafka-ready records.
+
+Events come from the project's own simulator (``Scenario.synthetic``), so they are valid,
+realistic (tick rule, missing sides, Poisson clocks) and identical across runs.
+``python -m bench.tape`` streams NDJSON to stdout with ``#day`` markers (the memory
+benchmark reads it from a pipe so generating never inflates the measured process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from typing import Iterator
+
+import orjson
+
+from monitor.calendars import local_date
+from monitor.events import TOPICS
+from monitor.simulator import Scenario, generate
+
+# One "simulated day of 2,000 symbols": 2,000 ETFs trading every ~30 s on average
+# (~960k trades) and 500 southbound stocks ticking every ~2 min per channel (~165k ticks).
+TRADE_INTERVAL_S = 30.0
+TICK_INTERVAL_S = 120.0
+
+
+@dataclass(frozen=True)
+class TapeSpec:
+    etfs: int = 2000
+    stocks: int = 500
+    days: int = 1
+    trade_interval_s: float = TRADE_INTERVAL_S
+    tick_interval_s: float = TICK_INTERVAL_S
+    seed: int = 9
+
+    def scenario(self) -> Scenario:
+        return Scenario.synthetic(self.etfs, self.stocks, days=self.days, seed=self.seed,
+                                  trade_interval_s=self.trade_interval_s, tick_interval_s=self.tick_interval_s)
+
+
+Rec = tuple[str, bytes, bytes, int]  # topic, key, value, timestamp ms
+
+
+def records(spec: TapeSpec, kinds: tuple[str, ...] = ("trade", "southbound")) -> list[Rec]:
+    """The intraday events of the tape (date-only kinds left out unless asked for)."""
+    out: list[Rec] = []
+    append = out.append
+    dumps = orjson.dumps
+    for ev in generate(spec.scenario()):
+        kind = ev["kind"]
+        if kind not in kinds:
+            continue
+        ts = ev.get("ts")
+        append((TOPICS[kind], ev["symbol"].encode(), dumps(ev), ts if isinstance(ts, int) else 0))
+    return out
+
+
+def day_of(ev: dict) -> str:
+    ts = ev.get("ts")
+    return local_date(ts).isoformat() if isinstance(ts, int) else ev["date"]
+
+
+def stream_days(spec: TapeSpec, partitions: int = 6) -> Iterator[bytes]:
+    """Lines ``topic TAB partition TAB json``, a ``#day DATE`` line after each day's last event."""
+    from kafka.partitioner.default import murmur2
+
+    current = None
+    parts: dict[str, bytes] = {}
+    for ev in generate(spec.scenario()):
+        sym = ev["symbol"]
+        p = parts.get(sym)
+        if p is None:
+            p = parts[sym] = str((murmur2(sym.encode()) & 0x7FFFFFFF) % partitions).encode()
+        if ev["kind"] in ("trade", "southbound"):
+            d = day_of(ev)
+            if current is not None and d != current:
+                yield f"#day {current}\n".encode()
+            current = d
+        yield TOPICS[ev["kind"]].encode() + b"\t" + p + b"\t" + orjson.dumps(ev) + b"\n"
+    if current is not None:
+        yield f"#day {current}\n".encode()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.tape")
+    p.add_argument("--etfs", type=int, default=2000)
+    p.add_argument("--stocks", type=int, default=500)
+    p.add_argument("--days", type=int, default=1)
+    p.add_argument("--trade-interval", type=float, default=TRADE_INTERVAL_S)
+    p.add_argument("--tick-interval", type=float, default=TICK_INTERVAL_S)
+    a = p.parse_args(argv)
+    out = sys.stdout.buffer
+    buf: list[bytes] = []
+    for line in stream_days(TapeSpec(a.etfs, a.stocks, a.days, a.trade_interval, a.tick_interval)):
+        buf.append(line)
+        if len(buf) >= 2000 or line.startswith(b"#"):
+            out.write(b"".join(buf))
+            buf.clear()
+    out.write(b"".join(buf))
+    out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
