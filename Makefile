@@ -14,9 +14,10 @@ demo: install
 test-deps:
 	bash deploy/dev/install-deps.sh
 
-# Benchmarks join once bench/ lands:  $(PYTHON) -m bench --quick
+# Benchmarks: a smoke run with ratios (missed targets are printed, never a failure).
 test: test-deps
 	$(PYTHON) -m pytest -q tests
+	$(PYTHON) -m bench --quick
 
 # Unit tests only: no servers, no installs.
 test-unit:

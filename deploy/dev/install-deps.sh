@@ -4,7 +4,7 @@
 #     (+ Java 17 / Maven if missing), only when their binaries are missing;
 #     their system services are kept from starting (tests run their own on
 #     free loopback ports)
-#   - pip install -e '.[test]'
+#   - pip install -e '.[test,bench]' (bench: Quix Streams peer, psutil, pyinstrument)
 #   - Kafka broker jars from Maven Central (deploy/dev/fetch-kafka.sh)
 #   - checks that Playwright imports (browsers are NOT downloaded: tests use
 #     /usr/bin/chromium)
@@ -66,8 +66,8 @@ else
     log "Debian packages present"
 fi
 
-log "pip install -e '.[test]'"
-PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install -q --disable-pip-version-check -e '.[test]' >&2
+log "pip install -e '.[test,bench]'"
+PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install -q --disable-pip-version-check -e '.[test,bench]' >&2
 
 log "Kafka jars: $(bash deploy/dev/fetch-kafka.sh)"
 
