@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="write results here (default bench/results[-quick].json)")
     ap.add_argument("--skip", default="", help="comma list of: compute,memory,kafka,quix,latency")
     ap.add_argument("--keep-logs", action="store_true", help="keep the broker and consumer logs")
+    if argv and argv[0] == "--":  # `fundflow bench -- --quick`
+        argv = argv[1:]
     a = ap.parse_args(argv)
     p = QUICK if a.quick else FULL
     skip = set(filter(None, a.skip.split(",")))
