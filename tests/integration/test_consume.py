@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 import random
 import time
+import urllib.error
+import urllib.request
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -65,18 +67,27 @@ def broker(tmp_path_factory, tape):
     b.stop()
 
 
+TOKEN = "api-token-9f3c"  # the reference consumer runs with auth on; the e2e one with auth off
+
+
 @pytest.fixture(scope="module")
-def reference(broker, tape, tmp_path_factory) -> dict[str, Any]:
-    logs = tmp_path_factory.mktemp("logs")
-    clean = ConsumerProc(broker.bootstrap, "reference", logs / "reference.log").start()
+def reference_proc(broker, tmp_path_factory):
+    """An uninterrupted consumer over the whole tape, kept up for the API tests."""
+    proc = ConsumerProc(broker.bootstrap, "reference", tmp_path_factory.mktemp("logs") / "reference.log",
+                        token=TOKEN).start()
     try:
-        clean.wait_ready(90)
-        wait_caught_up(clean)
-        status = clean.json("/api/v1/status")
-        return {"documents": clean.documents(), "metrics": business_lines(clean.get("/metrics")[1].decode()),
-                "status": status, "metrics_text": clean.get("/metrics")[1].decode(), "port": clean.port}
+        proc.wait_ready(90)
+        wait_caught_up(proc)
+        yield proc
     finally:
-        clean.stop()
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def reference(reference_proc) -> dict[str, Any]:
+    text = reference_proc.get("/metrics")[1].decode()
+    return {"documents": reference_proc.documents(), "metrics": business_lines(text),
+            "status": reference_proc.json("/api/v1/status"), "metrics_text": text}
 
 
 def wait_caught_up(proc: ConsumerProc, timeout: float = 120) -> None:
@@ -154,6 +165,7 @@ def test_end_to_end_prometheus_reads_the_simulator_total(broker, reference, prom
     try:
         proc.wait_ready(90)
         wait_caught_up(proc)
+        assert proc.get("/api/v1/symbols")[0] == 200  # no token configured: the API is open
         prom = prometheus_factory(scrape_targets=[f"127.0.0.1:{proc.port}"], scrape_interval="1s")
         expr = 'fundflow_etf_turnover_cny{symbol="513770.SH"}'
         wait_until(lambda: prom.query_value(expr) is not None, 60, "Prometheus scraped the consumer")
@@ -234,3 +246,80 @@ def test_consume_help_documents_every_option() -> None:
                          cwd=Path(__file__).resolve().parents[2], check=True).stdout
     for opt in ("--config", "--bootstrap", "--group", "--host", "--port", "--live-clock"):
         assert opt in out
+
+
+# -- the HTTP API of a consumer (auth on: the reference consumer) ------------------------------
+
+def test_api_symbol_documents_and_unknown_symbols(reference_proc, reference):
+    listing = reference_proc.json("/api/v1/symbols")
+    rows = {r["symbol"]: r for r in listing["symbols"]}
+    assert rows["513770.SH"]["etf"] and rows["09988.HK"]["southbound"]
+    assert reference_proc.json("/api/v1/symbols/513770.sh") == reference["documents"]["513770.SH"]
+    status, body = reference_proc.get("/api/v1/symbols/999999.SH")
+    assert status == 404 and orjson.loads(body)["error"]["status"] == 404
+    assert reference_proc.get("/api/v1/symbols/09988.HK/intraday")[0] == 404  # no ETF trades
+    assert reference_proc.get("/api/v1/symbols/999999.SH/history")[0] == 404
+
+
+def test_api_history_and_intraday(reference_proc):
+    hist = reference_proc.json("/api/v1/symbols/09988.HK/history?days=3")
+    assert len(hist["southbound"]) == 3 and hist["southbound"][-1]["date"] == SEED_DAY
+    curves = reference_proc.json("/api/v1/symbols/513770.SH/intraday?step=300")
+    assert curves["symbol"] == "513770.SH"
+    for bad in ("days=0", "days=abc", "days=1001"):
+        status, body = reference_proc.get(f"/api/v1/symbols/09988.HK/history?{bad}")
+        assert status == 400 and "days" in orjson.loads(body)["error"]["message"], bad
+    assert reference_proc.get("/api/v1/symbols/513770.SH/intraday?step=0")[0] == 400
+
+
+def test_api_streaks_and_flows(reference_proc, reference):
+    docs = {s: d["southbound"] for s, d in reference["documents"].items() if "southbound" in d}
+    n = max(d["streak_days"] for d in docs.values())
+    assert n > 0
+    streaks = reference_proc.json(f"/api/v1/streaks?min_days={n}&direction=buy")["streaks"]
+    assert {r["symbol"] for r in streaks} == {s for s, d in docs.items() if d["streak_days"] >= n}
+    sells = reference_proc.json("/api/v1/streaks?direction=sell")["streaks"]
+    assert {r["symbol"] for r in sells} == {s for s, d in docs.items() if d["streak_days"] < 0}
+    top = reference_proc.json("/api/v1/flows?window=20d&top=3&market=HK")["flows"]
+    expected = sorted(docs, key=lambda s: -docs[s]["net_buy_hkd"]["20d"])[:3]
+    assert [r["symbol"] for r in top] == expected
+    sh = reference_proc.json("/api/v1/flows?window=20d&top=2&market=SH")["flows"]
+    assert len(sh) <= 2 and all(r["symbol"].endswith(".SH") for r in sh)
+    assert [r["net_inflow_cny"] for r in sh] == sorted((r["net_inflow_cny"] for r in sh), reverse=True)
+    for bad in ("streaks?direction=sideways", "streaks?min_days=-1", "flows?market=XX", "flows?window=7d",
+                "flows?top=0", "flows?market=SH&window=2d"):
+        status, body = reference_proc.get(f"/api/v1/{bad}")
+        assert status == 400 and orjson.loads(body)["error"]["message"], bad
+
+
+def test_api_openapi_describes_every_route(reference_proc):
+    spec = reference_proc.json("/api/v1/openapi.json")
+    for path in ("/metrics", "/healthz", "/readyz", "/api/v1/symbols", "/api/v1/symbols/{symbol}",
+                 "/api/v1/symbols/{symbol}/history", "/api/v1/symbols/{symbol}/intraday", "/api/v1/status",
+                 "/api/v1/streaks", "/api/v1/flows", "/ingest"):
+        assert path in spec["paths"], path
+
+
+def test_api_metrics_in_openmetrics_when_asked(reference_proc):
+    req = urllib.request.Request(reference_proc.url + "/metrics", headers={
+        "Accept": "application/openmetrics-text; version=1.0.0", "Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert resp.read().rstrip().endswith(b"# EOF")
+
+
+def test_api_refuses_missing_or_wrong_token_and_never_echoes_it(reference_proc):
+    for path in ("/api/v1/symbols", "/metrics", "/api/v1/status"):
+        for header in (None, "Bearer wrong", f"Basic {TOKEN}", TOKEN):
+            req = urllib.request.Request(reference_proc.url + path)
+            if header:
+                req.add_header("Authorization", header)
+            try:
+                urllib.request.urlopen(req, timeout=5)
+                raise AssertionError(f"{path} answered without the right token ({header})")
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 401
+                assert TOKEN.encode() not in exc.read()
+    open_probe = urllib.request.urlopen(reference_proc.url + "/healthz", timeout=5)  # probes stay open
+    assert open_probe.status == 200
+    assert TOKEN not in reference_proc.log_path.read_text(errors="replace")
