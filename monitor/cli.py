@@ -67,7 +67,7 @@ async def _demo(args: argparse.Namespace) -> int:
     cfg = _config(args)
     bus = MemoryBus(cfg.kafka.partitions)
     bus.ensure_topics()
-    svc = Service(cfg, bus=bus, live_clock=False)
+    svc = Service(cfg, bus=bus, live_clock=False, simulated_market=True)
     site = await start_site(svc.app(), cfg.http.host, cfg.http.port)
     url = site_url(site)
     print(f"fundflow demo: board {url}/  metrics {url}/metrics  API {url}/api/v1/symbols", flush=True)

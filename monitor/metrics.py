@@ -27,11 +27,15 @@ ETF_GAUGES: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class FundflowCollector(Collector):
-    def __init__(self, engine: Engine, stats: PipelineStats, wall: Callable[[], float] = time.time) -> None:
+    def __init__(self, engine: Engine, stats: PipelineStats, market_clock_ms: Callable[[], int]) -> None:
         self.engine = engine
         self.stats = stats
-        self.wall = wall
+        self.market_clock_ms = market_clock_ms
 
     def collect(self) -> Iterator[Any]:
         yield from self._business()
@@ -199,7 +203,7 @@ class FundflowCollector(Collector):
             buckets.append(("+Inf" if bound == float("inf") else repr(bound), cum))
         yield HistogramMetricFamily(P + "event_lag_seconds", "Event time to applied, seconds.", buckets=buckets,
                                     sum_value=stats.lag_sum)
-        now_ms = int(self.wall() * 1000)
+        now_ms = self.market_clock_ms()
         market = GaugeMetricFamily(P + "market_open", "1 while the exchange is in a trading session.", labels=["market"])
         for m in MARKETS:
             market.add_metric([m], 1.0 if engine.cal[m].is_open(now_ms) else 0.0)
@@ -210,7 +214,8 @@ class FundflowCollector(Collector):
                                     "unix seconds.", value=as_of / 1000)
 
 
-def make_registry(engine: Engine, stats: PipelineStats) -> CollectorRegistry:
+def make_registry(engine: Engine, stats: PipelineStats, market_clock_ms: Callable[[], int] = wall_ms) -> CollectorRegistry:
+    """``market_clock_ms`` decides fundflow_market_open: the wall clock, or the stream clock in the demo."""
     registry = CollectorRegistry()
-    registry.register(FundflowCollector(engine, stats))
+    registry.register(FundflowCollector(engine, stats, market_clock_ms))
     return registry

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any
+from typing import Any, Callable
 
 from aiohttp import web
 
@@ -16,13 +15,15 @@ from monitor.config import Config, load_holdings
 from monitor.events import Validator
 from monitor.ingest.publisher import Publisher
 from monitor.ingest.push import add_push_endpoint
-from monitor.metrics import make_registry
+from monitor.metrics import make_registry, wall_ms
 from monitor.server import make_app
 from monitor.stats import PipelineStats
 
 
 class Service:
-    def __init__(self, config: Config, bus: Bus | None = None, live_clock: bool | None = None) -> None:
+    def __init__(self, config: Config, bus: Bus | None = None, live_clock: bool | None = None,
+                 simulated_market: bool = False) -> None:
+        """``simulated_market``: market open/closed follows the stream clock (the demo's simulated day)."""
         self.config = config
         c = config.compute
         self.calendars = Calendars(parse_closures(c.closures)) if c.closures else default_calendars()
@@ -33,7 +34,8 @@ class Service:
         self.bus = bus if bus is not None else make_bus(config)
         self.runner = ConsumerRunner(self.bus, self.engine, self.validator, config.kafka.group_id, stats=self.stats,
                                      session_margin_ms=c.session_margin_minutes * 60_000)
-        self.registry = make_registry(self.engine, self.stats)
+        self.market_clock_ms: Callable[[], int] = (lambda: self.engine.now_ms() or 0) if simulated_market else wall_ms
+        self.registry = make_registry(self.engine, self.stats, self.market_clock_ms)
 
     def publisher(self, source: str) -> Publisher:
         return Publisher(self.bus, self.validator, self.stats, source)
@@ -44,7 +46,7 @@ class Service:
     def status(self) -> dict[str, Any]:
         """Counters and firing alerts for the board header (rates are taken by the client)."""
         engine, stats = self.engine, self.stats
-        now_ms = int(time.time() * 1000)
+        now_ms = self.market_clock_ms()
         as_of = engine.now_ms()
         return {
             "as_of": iso(as_of) if as_of is not None else None,
