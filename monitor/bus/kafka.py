@@ -33,8 +33,10 @@ class KafkaBus:
 
     # -- admin -------------------------------------------------------------
     def _common(self) -> dict[str, Any]:
+        # kafka-python's default grows the reconnect delay to 30 s: after a broker restart the consumer
+        # group and the ingest buffer would wait that long after the broker is back
         return {"bootstrap_servers": self.cfg.bootstrap_servers.split(","), "client_id": self.cfg.client_id,
-                **self.cfg.client_security()}
+                "reconnect_backoff_max_ms": 1_000, **self.cfg.client_security()}
 
     def ensure_topics(self) -> None:
         admin = KafkaAdminClient(**self._common())
@@ -74,9 +76,6 @@ class KafkaBus:
                 linger_ms=self.cfg.linger_ms,
                 batch_size=self.cfg.batch_size,
                 max_block_ms=10_000,
-                # kafka-python's default grows the reconnect delay to 30 s: after an outage the
-                # ingest buffer would stay full that long after the broker is back
-                reconnect_backoff_max_ms=1_000,
                 delivery_timeout_ms=120_000,
                 **self._common(),
             )

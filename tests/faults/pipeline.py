@@ -203,7 +203,7 @@ def identity(v: dict[str, Any]) -> str:
         return f"t|{v['trade_id']}"
     if kind == "southbound":
         return f"s|{v['symbol']}|{v['channel']}|{v['seq']}"
-    return f"{kind}|{v['symbol']}|{v.get('date')}|{orjson.dumps(v).decode()}"
+    return f"{kind}|{v['symbol']}|{v.get('date')}"  # one units / daily record per symbol and date
 
 
 def dead_letters(bootstrap: str) -> list[dict[str, Any]]:
