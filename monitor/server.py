@@ -87,7 +87,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def symbols(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
-    out = [{"symbol": s, "etf": s in engine.etf, "southbound": s in engine.sb} for s in engine.symbols()]
+    out = [{"symbol": s, "etf": s in engine.etf, "southbound": s in engine.sb, "bars": s in engine.bars,
+            "basket": s in engine.holdings} for s in engine.symbols()]
     return json_response({"as_of": _as_of(engine), "symbols": out})
 
 

@@ -237,7 +237,7 @@ def _sorted_for_stream(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(events, key=key)
 
 
-@settings(max_examples=int(os.environ.get("FUNDFLOW_REF_EXAMPLES", "120")), deadline=None,
+@settings(max_examples=int(os.environ.get("FUNDFLOW_REF_EXAMPLES", "120")) // 2, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(tapes())
 def test_signals_match_reference(events: list[dict[str, Any]]) -> None:
