@@ -36,7 +36,7 @@ def test_token_required_and_never_echoed_or_logged(kafka_factory, tmp_path, ledg
     push = IngestProc("push", kb.bootstrap, tmp_path / "push.log", env={"FUNDFLOW_HTTP__TOKEN": token}).start()
     consumer.wait_ready(90)
     push.wait_http()
-    good = orjson.dumps(badinput.good_trade(1, "sec"))
+    good = orjson.dumps(badinput.good_trade(1, "sec", symbol="513770.SH"))
     bodies: list[bytes] = []
     refused = 0
     for base in (consumer.url, push.url):
@@ -54,6 +54,9 @@ def test_token_required_and_never_echoed_or_logged(kafka_factory, tmp_path, ledg
             assert http("GET", base + path)[0] == 200
     assert http("GET", consumer.url + "/readyz")[0] == 200
     # the right token
+    status, body = http("POST", consumer.url + "/ingest?wait=true", good, token=token)
+    assert status == 202, body
+    wait_until(lambda: consumer.status()["events"]["applied"] >= 1, 60, "the trade applied")
     for method, path in PROTECTED:
         status, body = http(method, consumer.url + path, good if method == "POST" else None, token=token)
         assert status in (200, 202), (path, status, body[:200])
