@@ -23,9 +23,9 @@ import orjson
 from bench.common import REPO, env
 
 FULL = {"etfs": 2000, "stocks": 500, "mem_days": 20, "mem_etfs": 2000, "mem_stocks": 500,
-        "latency_s": 40.0, "warmup_s": 5.0, "repeat": 2, "scrapes": 20, "quix_events": 100_000}
+        "latency_s": 60.0, "warmup_s": 5.0, "scrape_every": 0.5, "repeat": 2, "scrapes": 20, "quix_events": 100_000}
 QUICK = {"etfs": 200, "stocks": 50, "mem_days": 6, "mem_etfs": 200, "mem_stocks": 50,
-         "latency_s": 8.0, "warmup_s": 3.0, "repeat": 1, "scrapes": 5, "quix_events": 15_000}
+         "latency_s": 8.0, "warmup_s": 3.0, "scrape_every": 0.25, "repeat": 1, "scrapes": 5, "quix_events": 15_000}
 MEM_TRADE_INTERVAL_S, MEM_TICK_INTERVAL_S = 120.0, 600.0
 LATENCY_DAY = dt.date(2025, 9, 15)  # the session after the tape's day
 
@@ -57,7 +57,7 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version(), "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cpus"}
-    for pkg in ("kafka-python", "orjson", "prometheus-client", "aiohttp", "quixstreams", "confluent-kafka"):
+    for pkg in ("kafka-python", "orjson", "prometheus-client", "aiohttp", "quixstreams", "confluent-kafka", "crc32c"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -204,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
                 e2e = one["eps"] / raw["eps"]
                 table.add("2 Kafka end-to-end `fundflow consume` (kafka-python)", _k(one["eps"]),
                           f"raw kafka-python poll {_k(raw['eps'])}", e2e, ">= 0.8x", e2e >= 0.8)
+                table.add("  same, events per CPU-second (info)", f"{one['eps_per_cpu']:,.0f} ev/CPU-s",
+                          f"raw {raw['eps_per_cpu']:,.0f} ev/CPU-s", one["eps_per_cpu"] / raw["eps_per_cpu"], "-", None)
                 scale = two["eps"] / one["eps"]
                 table.add("2 two consumer processes in one group", _k(two["eps"]), f"one process {_k(one['eps'])}",
                           scale, ">= 1.6x", scale >= 1.6)
@@ -223,12 +225,16 @@ def main(argv: list[str] | None = None) -> int:
                         start_ms = default_calendars()["SH"].session(LATENCY_DAY).open_ms
                         log(f"latency: 10,000 ev/s for {p['latency_s']:.0f}s into the caught-up consumer ...")
                         lat = kb.latency(broker.bootstrap, cons[0], start_ms, 10_000, p["latency_s"], p["warmup_s"],
-                                         spec.etfs)
+                                         spec.etfs, p["scrape_every"])
                         results["latency"] = lat
                         table.add(f"4 latency production -> /metrics at {lat['rate_sent']:,.0f} ev/s "
                                   f"({lat['samples']} scrapes)",
                                   f"p50 {lat['p50_ms']:.0f} / p99 {lat['p99_ms']:.0f} / max {lat['max_ms']:.0f} ms",
-                                  "-", None, "p99 <= 50 ms", lat["p99_ms"] <= 50)
+                                  f"(each /metrics render ~{lat['scrape_ms_median']:.0f} ms)", None, "p99 <= 50 ms",
+                                  lat["p99_ms"] <= 50)
+                        table.add("  latency measured from the scrape's request (info)",
+                                  f"p50 {lat['at_request_p50_ms']:.0f} / p99 {lat['at_request_p99_ms']:.0f} ms",
+                                  "render time left out", None, "-", None)
                         log(f"latency: p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, max {lat['max_ms']:.1f} ms")
                     finally:
                         for c in cons:
