@@ -96,8 +96,12 @@ class Engine:
         self.snapshot_hold_ms = 2 * 3_600_000
 
     # -- applying -----------------------------------------------------------
-    def apply(self, ev: Event) -> str:
-        """Apply one event; returns "applied", "late" (applied, behind the grace) or "duplicate"."""
+    def apply(self, ev: Event, count: bool = True) -> str:
+        """Apply one event; returns "applied", "late" (applied, behind the grace) or "duplicate".
+
+        ``count=False`` leaves the event counters alone: the event was counted when this process
+        first applied it, and is applied again only to rebuild state after a rebalance.
+        """
         kind = ev.kind
         if kind == "trade":
             status = self._trade(ev)  # type: ignore[arg-type]
@@ -109,6 +113,8 @@ class Engine:
             status = self._bar(ev)  # type: ignore[arg-type]
         else:
             status = self._daily(ev)  # type: ignore[arg-type]
+        if not count:
+            return status
         if status == "duplicate":
             self.duplicates[kind] += 1
         else:

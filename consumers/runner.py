@@ -78,6 +78,9 @@ class ConsumerRunner:
         self._pending_lock = threading.Lock()
         self._assigned_unrecovered: set[TopicPartition] = set()
         self._positions: dict[TopicPartition, int] = {}  # next offset to read, per owned partition
+        # per partition ever owned: below this offset this process has already counted every record, so
+        # a replay after a rebalance rebuilds state without counting (or dead-lettering) anything twice
+        self._counted_until: dict[TopicPartition, int] = {}
         self._symbol_partition: dict[str, int] = {}
         self._covered: dict[tuple[str, str], dict[str, int]] = {}  # (symbol, iso date) -> topic -> offset
         self._cover_until: dict[TopicPartition, int] = {}  # below this offset an event may be covered
@@ -197,24 +200,33 @@ class ConsumerRunner:
         now_s = time.time()
         observe = stats.observe_lag if self.observe_lag else None
         n = 0
+        counted_until = self._counted_until
         for rec in records:
             topic = rec.topic
+            tp = (topic, rec.partition)
+            fresh = rec.offset >= counted_until.get(tp, 0)
+            if fresh:
+                counted_until[tp] = rec.offset + 1
             try:
                 ev = validator.decode(rec.value, KIND_OF_TOPIC.get(topic))
             except Rejected as exc:
-                self.reject(rec.value, f"consumer:{topic}", exc.reason, exc.detail)
-                positions[(topic, rec.partition)] = rec.offset + 1
+                if fresh:
+                    self.reject(rec.value, f"consumer:{topic}", exc.reason, exc.detail)
+                positions[tp] = rec.offset + 1
                 continue
             symbol = ev.symbol
-            if cover_until and rec.offset < cover_until.get((topic, rec.partition), -1):
+            if cover_until and rec.offset < cover_until.get(tp, -1):
                 day = ev.date if ev.kind in DATE_KINDS else local_date(ev.ts_ms)  # type: ignore[union-attr]
                 cov = covered.get((symbol, day.isoformat()))
                 if cov is not None and rec.offset < cov.get(topic, -1):
-                    positions[(topic, rec.partition)] = rec.offset + 1
+                    positions[tp] = rec.offset + 1
                     continue  # already inside a loaded closed-day aggregate
-            engine.apply(ev)
+            engine.apply(ev, fresh)
             symbol_partition[symbol] = rec.partition
-            positions[(topic, rec.partition)] = rec.offset + 1
+            positions[tp] = rec.offset + 1
+            if not fresh:
+                stats.replayed += 1
+                continue
             n += 1
             if observe is not None and ev.kind in ("trade", "southbound"):
                 observe(max(0.0, now_s - ev.ts_ms / 1000))  # type: ignore[union-attr]

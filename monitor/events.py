@@ -48,8 +48,9 @@ REASONS = (
     "outside_session",
 )
 
-ETF_SYMBOL = re.compile(r"^\d{6}\.(SH|SZ)$")
-HK_SYMBOL = re.compile(r"^\d{5}\.HK$")
+# ASCII digits only, whole string (fullmatch: "$" would let a trailing newline through)
+ETF_SYMBOL = re.compile(r"[0-9]{6}\.(SH|SZ)")
+HK_SYMBOL = re.compile(r"[0-9]{5}\.HK")
 
 
 class Rejected(Exception):
@@ -364,7 +365,7 @@ class Validator:
     def _symbol(value: Any, etf_ok: bool, hk_ok: bool) -> str:
         if not isinstance(value, str):
             raise Rejected("wrong_type", f"symbol must be a string, got {type(value).__name__}")
-        if (etf_ok and ETF_SYMBOL.match(value)) or (hk_ok and HK_SYMBOL.match(value)):
+        if (etf_ok and ETF_SYMBOL.fullmatch(value)) or (hk_ok and HK_SYMBOL.fullmatch(value)):
             return value
         want = " or ".join(w for w, ok in (("NNNNNN.SH/.SZ", etf_ok), ("NNNNN.HK", hk_ok)) if ok)
         raise Rejected("bad_symbol", f"symbol {value[:20]!r} is not {want}")

@@ -194,6 +194,8 @@ class FundflowCollector(Collector):
         for (topic, part), n in sorted(stats.consumer_lag.items()):
             lag.add_metric([topic, str(part)], n)
         yield lag
+        yield CounterMetricFamily(P + "events_replayed", "Events applied again to rebuild state after a rebalance "
+                                  "(counted once already, not in events_applied).", value=stats.replayed)
         if stats.recovery_seconds is not None:
             yield GaugeMetricFamily(P + "state_recovery_seconds", "Time the last state recovery took, seconds.",
                                     value=stats.recovery_seconds)

@@ -54,7 +54,7 @@ class Service:
             "market_open": {m: engine.cal[m].is_open(now_ms) for m in MARKETS},
             "events": {"ingested": sum(stats.ingested.values()), "applied": sum(engine.applied.values()),
                        "rejected": sum(stats.rejected.values()), "duplicates": sum(engine.duplicates.values()),
-                       "late": sum(engine.late.values())},
+                       "late": sum(engine.late.values()), "replayed": stats.replayed},
             "consumer_lag_messages": sum(stats.consumer_lag.values()),
             "alerts": firing(engine, self.config.alerts),
         }

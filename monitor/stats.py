@@ -24,6 +24,7 @@ class PipelineStats:
     lag_sum: float = 0.0
     consumer_lag: dict[tuple[str, int], int] = field(default_factory=dict)
     recovery_seconds: float | None = None
+    replayed: int = 0  # events applied again after a rebalance, counted once already (not in applied)
 
     def observe_lag(self, seconds: float) -> None:
         """Event time to applied, into the histogram buckets."""

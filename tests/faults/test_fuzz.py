@@ -232,18 +232,16 @@ def _validator() -> Any:
     return _V[0]
 
 
-@pytest.mark.xfail(strict=True, reason="monitor/events.py:49-50 ETF_SYMBOL/HK_SYMBOL use \\d (any Unicode digit) and $ "
-                                       "(matches before a trailing newline) with .match: '٠٩٩٨٨.HK' and '09988.HK\\n' "
-                                       "are accepted as new symbols; fix: re.fullmatch with [0-9] (or re.ASCII and \\Z)")
 def test_symbols_are_ascii_digits_without_trailing_newline() -> None:
     v = _validator()
-    for sym in badinput.SYMBOLS_ACCEPTED_BY_MISTAKE:
+    for sym in badinput.SYMBOLS_LOOKALIKE:
         if sym.endswith(".HK") or sym.endswith(".HK\n"):
             obj = badinput.good_tick(1, 1) | {"symbol": sym}
         else:
             obj = badinput.good_trade(1, "x") | {"symbol": sym}
-        with pytest.raises(Rejected):
+        with pytest.raises(Rejected) as exc:
             v.validate(obj)
+        assert exc.value.reason == "bad_symbol", (sym, exc.value.reason)
 
 
 def test_large_payloads_are_dead_lettered_truncated_not_stuck() -> None:
