@@ -202,11 +202,11 @@ def _ready(c: Consume) -> bool:
 
 
 def run_consumers(bootstrap: str, n: int, procs: int, logdir: Path, timeout: float = 600,
-                  keep: bool = False, attempts: int = 2) -> tuple[dict[str, Any], list[Consume]]:
+                  keep: bool = False, attempts: int = 2, backend: str = "kafka-python") -> tuple[dict[str, Any], list[Consume]]:
     """:func:`consumers_once`, again with a fresh group when a rebalance during the run re-applied events."""
     for attempt in range(attempts):
         try:
-            return consumers_once(bootstrap, n, procs, logdir, timeout, keep)
+            return consumers_once(bootstrap, n, procs, logdir, timeout, keep, backend)
         except Rebalanced:
             if attempt == attempts - 1:
                 raise
@@ -218,7 +218,7 @@ class Rebalanced(BenchError):
 
 
 def consumers_once(bootstrap: str, n: int, procs: int, logdir: Path, timeout: float = 600,
-                   keep: bool = False) -> tuple[dict[str, Any], list[Consume]]:
+                   keep: bool = False, backend: str = "kafka-python") -> tuple[dict[str, Any], list[Consume]]:
     """Start ``procs`` consumers in one fresh group and time them through the pre-filled topics.
 
     Start: the first consumer logs its partition assignment (it applies its first batch next).
@@ -228,7 +228,8 @@ def consumers_once(bootstrap: str, n: int, procs: int, logdir: Path, timeout: fl
     polled while they work: both render every symbol. The counts in /metrics must be exactly N.
     CPU seconds: all consumer processes from the start to readiness."""
     group = f"bench-ff-{uuid.uuid4().hex[:8]}"
-    cons = [Consume(bootstrap, group, logdir / f"consume-{group}-{i}.log") for i in range(procs)]
+    cons = [Consume(bootstrap, group, logdir / f"consume-{group}-{i}.log", {"FUNDFLOW_KAFKA__BACKEND": backend})
+            for i in range(procs)]
     try:
         deadline = time.monotonic() + timeout
         t0 = None
@@ -262,7 +263,7 @@ def consumers_once(bootstrap: str, n: int, procs: int, logdir: Path, timeout: fl
         t1 = max(consumer_last_apply(t) for t in texts)
         secs = t1 - t0
         cpu = cpu1 - cpu0
-        res = {"processes": procs, "events": n, "seconds": secs, "cpu_seconds": cpu, "eps": n / secs,
+        res = {"backend": backend, "processes": procs, "events": n, "seconds": secs, "cpu_seconds": cpu, "eps": n / secs,
                "eps_per_cpu": n / cpu if cpu else float("nan"), "per_process_applied": counted}
         if not keep:
             for c in cons:

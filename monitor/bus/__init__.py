@@ -89,6 +89,10 @@ def make_bus(config: "object") -> Bus:
         from monitor.bus.memory import MemoryBus
 
         return MemoryBus(partitions=config.kafka.partitions)
+    if config.kafka.backend == "confluent":
+        from monitor.bus.confluent import ConfluentBus
+
+        return ConfluentBus(config.kafka)
     from monitor.bus.kafka import KafkaBus
 
     return KafkaBus(config.kafka)
