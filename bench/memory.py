@@ -10,6 +10,7 @@ timer does, and prints one JSON line per day: ``{"day": n, "date": ..., "rss_mb"
 from __future__ import annotations
 
 import gc
+import os
 import sys
 
 import orjson
@@ -23,9 +24,32 @@ def main() -> int:
     svc = make_service()
     runner, engine = svc.runner, svc.engine
 
+    # Experiment for bench/PROPOSED_HOTPATH.md (not part of the measurement): keep the trade_id / seq
+    # dedupe sets only for the last N sessions, as a patched Engine.prune would.
+    dedupe_sessions = int(os.environ.get("BENCH_DEDUPE_SESSIONS", "0"))
+
+    def drop_old_dedupe() -> None:
+        now = engine.now_ms()
+        for sym, st in engine.etf.items():
+            cal = engine.cal.for_symbol(sym)
+            cur = engine.current_day(cal, now)
+            keep = cal.last_n(cur, dedupe_sessions) if cur else ()
+            for d, day in st.days.items():
+                if keep and d < keep[0] and day.trade_ids:
+                    day.trade_ids = set()
+        sb_cal = engine.cal["SB"]
+        cur = engine.current_day(sb_cal, now)
+        keep = sb_cal.last_n(cur, dedupe_sessions) if cur else ()
+        for st in engine.sb.values():
+            for d, day in st.days.items():
+                if keep and d < keep[0] and day.seqs:
+                    day.seqs = set()
+
     def checkpoint() -> None:
         runner._snapshot_payloads()  # what the runner would persist: takes closed days out of `modified`
         engine.prune()
+        if dedupe_sessions:
+            drop_old_dedupe()
 
     gc.collect()
     out = sys.stdout

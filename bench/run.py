@@ -23,9 +23,9 @@ import orjson
 from bench.common import REPO, env
 
 FULL = {"etfs": 2000, "stocks": 500, "mem_days": 20, "mem_etfs": 2000, "mem_stocks": 500,
-        "latency_s": 60.0, "warmup_s": 5.0, "scrape_every": 0.5, "repeat": 2, "scrapes": 20, "quix_events": 100_000}
+        "latency_s": 60.0, "warmup_s": 5.0, "scrape_every": 2.0, "repeat": 2, "scrapes": 20, "quix_events": 100_000}
 QUICK = {"etfs": 200, "stocks": 50, "mem_days": 6, "mem_etfs": 200, "mem_stocks": 50,
-         "latency_s": 8.0, "warmup_s": 3.0, "scrape_every": 0.25, "repeat": 1, "scrapes": 5, "quix_events": 15_000}
+         "latency_s": 10.0, "warmup_s": 2.0, "scrape_every": 0.5, "repeat": 1, "scrapes": 5, "quix_events": 15_000}
 MEM_TRADE_INTERVAL_S, MEM_TICK_INTERVAL_S = 120.0, 600.0
 LATENCY_DAY = dt.date(2025, 9, 15)  # the session after the tape's day
 
