@@ -6,6 +6,7 @@ every series is produced at scrape time from one place.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -27,11 +28,10 @@ class PipelineStats:
     replayed: int = 0  # events applied again after a rebalance, counted once already (not in applied)
 
     def observe_lag(self, seconds: float) -> None:
-        """Event time to applied, into the histogram buckets."""
-        i = 0
-        for bound in LAG_BUCKETS:
-            if seconds <= bound:
-                break
-            i += 1
+        """Event time to applied, into the histogram buckets (the first bound >= seconds, else +Inf).
+
+        Written as "not <=" so NaN lands in +Inf, as with a linear scan; bisect keeps it per event cheap.
+        """
+        i = len(LAG_BUCKETS) if not seconds <= LAG_BUCKETS[-1] else bisect_left(LAG_BUCKETS, seconds)
         self.lag_counts[i] += 1
         self.lag_sum += seconds
