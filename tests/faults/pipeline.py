@@ -1,145 +1,25 @@
 """Helpers for the fault suite: ingestors and consumers as processes, a clean in-process reference,
 counting what is on the Kafka topics, reading counters from /metrics.
 
-The consumer process is ``tests.integration.fundflow_procs.ConsumerProc`` (the lead's helper), with a
-config file and extra environment when a scenario needs them.
+The processes are ``tests.integration.fundflow_procs.ConsumerProc`` and ``IngestProc``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
-from pathlib import Path
 from typing import Any, Iterable
 
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.events import DEADLETTER_TOPIC, TOPICS
-from tests.harness.services import free_port, wait_until
-from tests.integration.fundflow_procs import REPO, ConsumerProc, business_lines
+from tests.harness.services import wait_until
+from tests.integration.fundflow_procs import ConsumerProc, business_lines  # noqa: F401 (business_lines re-exported)
 
 EVENT_TOPICS = tuple(TOPICS.values())
-
-
-# --------------------------------------------------------------------------------------------- processes
-class Consumer(ConsumerProc):
-    """``python -m monitor consume`` with an optional config file and extra environment."""
-
-    def __init__(self, bootstrap: str, group: str, log_path: Path, token: str = "", config: Path | None = None,
-                 env: dict[str, str] | None = None) -> None:
-        super().__init__(bootstrap, group, log_path, token)
-        self.config, self.extra_env = config, dict(env or {})
-        self.starts = 0
-
-    def start(self) -> "Consumer":
-        env = dict(os.environ, PYTHONPATH=str(REPO), **self.extra_env)
-        if self.token:
-            env["FUNDFLOW_HTTP__TOKEN"] = self.token
-        cmd = [sys.executable, "-m", "monitor", "consume", "--bootstrap", self.bootstrap, "--group", self.group,
-               "--port", str(self.port)]
-        if self.config is not None:
-            cmd += ["--config", str(self.config)]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-        self.starts += 1
-        return self
-
-    def status(self) -> dict[str, Any]:
-        return self.json("/api/v1/status")
-
-    def metrics(self) -> str:
-        status, body = self.get("/metrics")
-        assert status == 200, (status, body[:200])
-        return body.decode()
-
-
-class IngestProc:
-    """``python -m monitor ingest TYPE ...`` with /metrics on a free port."""
-
-    def __init__(self, type_: str, bootstrap: str, log_path: Path, args: Iterable[str] = (),
-                 env: dict[str, str] | None = None, config: Path | None = None) -> None:
-        self.type, self.bootstrap, self.log_path = type_, bootstrap, log_path
-        self.args, self.extra_env, self.config = list(args), dict(env or {}), config
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> "IngestProc":
-        env = dict(os.environ, PYTHONPATH=str(REPO), **self.extra_env)
-        cmd = [sys.executable, "-m", "monitor", "ingest", self.type, "--bootstrap", self.bootstrap,
-               "--http-port", str(self.port)] + self.args
-        if self.config is not None:
-            cmd += ["--config", str(self.config)]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def wait_http(self, timeout: float = 30) -> None:
-        def up() -> bool:
-            if not self.alive():
-                raise AssertionError(f"ingest {self.type} exited: {self.log_tail()}")
-            try:
-                return http("GET", self.url + "/healthz", timeout=2)[0] == 200
-            except OSError:
-                return False
-
-        wait_until(up, timeout, f"ingest {self.type} serving")
-
-    def metrics(self, token: str = "") -> str:
-        status, body = http("GET", self.url + "/metrics", token=token)
-        assert status == 200, (status, body[:200])
-        return body.decode()
-
-    def stop(self) -> int | None:
-        """SIGTERM: stop reading, deliver the buffer, exit 0 (None when it was not started)."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def log_tail(self, n: int = 40) -> str:
-        return "\n".join(self.log_text().splitlines()[-n:])
-
-
-def http(method: str, url: str, body: bytes | None = None, token: str = "", headers: dict[str, str] | None = None,
-         timeout: float = 30) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, data=body, method=method)
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    for k, v in (headers or {}).items():
-        req.add_header(k, v)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 # --------------------------------------------------------------------------------------------- counting

@@ -15,7 +15,8 @@ import orjson
 from kafka import KafkaProducer
 
 from monitor.events import TOPICS
-from tests.faults.pipeline import Consumer, dead_letters, http, wait_drained
+from tests.faults.pipeline import dead_letters, wait_drained
+from tests.integration.fundflow_procs import ConsumerProc, http
 from tests.harness.services import wait_until
 
 CONFIG = """
@@ -72,7 +73,7 @@ def test_holidays_closures_midnight_and_lunch_break(kafka_factory, tmp_path, led
     kb = kafka_factory()
     cfg = tmp_path / "fundflow.toml"
     cfg.write_text(CONFIG)
-    consumer = Consumer(kb.bootstrap, "calendar", tmp_path / "consumer.log", config=cfg).start()
+    consumer = ConsumerProc(kb.bootstrap, "calendar", tmp_path / "consumer.log", config=cfg).start()
     consumer.wait_ready(90)
     body = b"\n".join(orjson.dumps(e) for e, _ in CASES)
     status, resp = http("POST", consumer.url + "/ingest?wait=true", body)

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 from monitor.events import DEADLETTER_TOPIC, REASONS, TOPICS, Rejected
 from tests.faults import badinput
-from tests.faults.pipeline import (Consumer, IngestProc, by_label, clean_run, counter, dead_letters, http,
-                                   wait_drained)
+from tests.faults.pipeline import by_label, clean_run, counter, dead_letters, wait_drained
+from tests.integration.fundflow_procs import ConsumerProc, IngestProc, http
 from tests.harness.services import wait_until
 from tests.ingest.brokers import QosPublisher
 
@@ -52,7 +52,7 @@ def goods(prefix: str, n: int, seq0: int) -> list[dict[str, Any]]:
 def test_ten_thousand_bad_payloads_on_three_paths(kafka_factory, mosquitto_factory, tmp_path, ledger) -> None:
     kb = kafka_factory()
     mq = mosquitto_factory()
-    consumer = Consumer(kb.bootstrap, "fuzz", tmp_path / "consumer.log").start()
+    consumer = ConsumerProc(kb.bootstrap, "fuzz", tmp_path / "consumer.log").start()
     consumer.wait_ready(90)
     ingest = IngestProc("mqtt", kb.bootstrap, tmp_path / "mqtt.log",
                         ["--host", mq.host, "--port", str(mq.port), "--topic", "md/#", "--client-id", "fuzz-mqtt",

@@ -16,7 +16,8 @@ import aiohttp
 import orjson
 
 from tests.faults import badinput
-from tests.faults.pipeline import Consumer, IngestProc, clean_run, counter, http, wait_drained
+from tests.faults.pipeline import clean_run, counter, wait_drained
+from tests.integration.fundflow_procs import ConsumerProc, IngestProc, http
 from tests.harness.services import wait_until
 
 CLIENTS = 200
@@ -35,7 +36,7 @@ def event(i: int) -> dict:
 
 def test_200_clients_while_ingesting_5000_events_per_second(kafka_factory, tmp_path, ledger) -> None:
     kb = kafka_factory()
-    consumer = Consumer(kb.bootstrap, "load", tmp_path / "consumer.log").start()
+    consumer = ConsumerProc(kb.bootstrap, "load", tmp_path / "consumer.log").start()
     consumer.wait_ready(90)
     push = IngestProc("push", kb.bootstrap, tmp_path / "push.log").start()
     push.wait_http()

@@ -17,12 +17,11 @@ from collections import Counter
 from typing import Any
 
 import orjson
-import pytest
 
-from monitor.events import DEADLETTER_TOPIC, TOPICS
 from monitor.simulator import Scenario, generate
-from tests.faults.pipeline import (EVENT_TOPICS, Consumer, IngestProc, business_lines, clean_run, counter,
-                                   dead_letters, event_ids, http, identity, read_all, wait_drained)
+from tests.faults.pipeline import (EVENT_TOPICS, business_lines, clean_run, counter, dead_letters, event_ids,
+                                    identity, read_all, wait_drained)
+from tests.integration.fundflow_procs import ConsumerProc, IngestProc, http
 from tests.harness.services import wait_until
 from tests.ingest.brokers import QosPublisher
 
@@ -82,8 +81,8 @@ class Feeds:
         self.pub.close()
 
 
-def start_pipeline(kb: Any, mq: Any, tmp_path: Any, group: str) -> tuple[Consumer, IngestProc, IngestProc]:
-    consumer = Consumer(kb.bootstrap, group, tmp_path / "consumer.log").start()
+def start_pipeline(kb: Any, mq: Any, tmp_path: Any, group: str) -> tuple[ConsumerProc, IngestProc, IngestProc]:
+    consumer = ConsumerProc(kb.bootstrap, group, tmp_path / "consumer.log").start()
     consumer.wait_ready(90)
     mqtt = IngestProc("mqtt", kb.bootstrap, tmp_path / "mqtt.log",
                       ["--host", mq.host, "--port", str(mq.port), "--topic", "md/#", "--client-id", f"{group}-mqtt",
@@ -95,7 +94,7 @@ def start_pipeline(kb: Any, mq: Any, tmp_path: Any, group: str) -> tuple[Consume
     return consumer, mqtt, push
 
 
-def account(kb: Any, consumer: Consumer, ingestors: list[IngestProc], events: list[dict[str, Any]],
+def account(kb: Any, consumer: ConsumerProc, ingestors: list[IngestProc], events: list[dict[str, Any]],
             feeds: Feeds, tmp_path: Any) -> dict[str, int]:
     """in = applied + rejected + duplicates, from the sources to the consumer; returns the numbers.
 

@@ -14,7 +14,8 @@ import pytest
 
 from monitor.events import TOPICS
 from tests.faults import badinput
-from tests.faults.pipeline import Consumer, IngestProc, counter, http, read_all
+from tests.faults.pipeline import counter, read_all
+from tests.integration.fundflow_procs import ConsumerProc, IngestProc, http
 from tests.harness.services import wait_until
 from tests.ingest.brokers import QosPublisher
 
@@ -32,7 +33,7 @@ def wrong_headers(token: str) -> list[dict[str, str]]:
 def test_token_required_and_never_echoed_or_logged(kafka_factory, tmp_path, ledger) -> None:
     kb = kafka_factory()
     token = "tok-" + uuid.uuid4().hex
-    consumer = Consumer(kb.bootstrap, "secure", tmp_path / "consumer.log", token=token).start()
+    consumer = ConsumerProc(kb.bootstrap, "secure", tmp_path / "consumer.log", token=token).start()
     push = IngestProc("push", kb.bootstrap, tmp_path / "push.log", env={"FUNDFLOW_HTTP__TOKEN": token}).start()
     consumer.wait_ready(90)
     push.wait_http()
