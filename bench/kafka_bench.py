@@ -250,7 +250,9 @@ def consumers_once(bootstrap: str, n: int, procs: int, logdir: Path, timeout: fl
             if time.monotonic() > deadline:
                 raise BenchError(f"consumers not caught up in {timeout}s:\n{cons[0].log_tail()}")
             for i in list(pending):
-                if _ready(cons[i]):
+                # /readyz answers 200 before the first assignment too (nothing to recover yet): only a
+                # ready seen after the consumer logged its assignment means caught up
+                if "partitions assigned" in cons[i].log_text() and _ready(cons[i]):
                     pending.discard(i)
             time.sleep(0.05)
         cpu1 = sum(x.cpu() for x in cons)
