@@ -123,57 +123,67 @@ class Engine:
                 self.late[kind] += 1
         return status
 
-    def _clock(self, ts: int) -> bool:
-        """Advance the clock to ``ts``; True when the event is later than the grace."""
+    def _clock(self, ts: int, ts_date: dt.date) -> bool:
+        """Advance the clock to ``ts`` (whose local date the caller already has); True when the
+        event is later than the grace."""
         as_of = self.as_of_ms
         if as_of is None or ts > as_of:
             self.as_of_ms = ts
-            self._as_of_date = local_date(ts)
+            self._as_of_date = ts_date
             return False
         return as_of - ts > self.grace_ms
 
     def _trade(self, t: Trade) -> str:
-        day_date = local_date(t.ts_ms)
-        st = self._etf_state(t.symbol)
-        day = st.day(day_date)
-        if t.trade_id in day.trade_ids:
+        # the per-event path: fields and attributes are read once into locals
+        ts, symbol, tid, amount = t.ts_ms, t.symbol, t.trade_id, t.amount
+        day_date = local_date(ts)
+        st = self.etf.get(symbol)
+        if st is None:
+            st = self._etf_state(symbol)
+        day = st.days.get(day_date)
+        if day is None:
+            day = st.day(day_date)
+        trade_ids = day.trade_ids
+        if tid in trade_ids:
             return "duplicate"
-        day.trade_ids.add(t.trade_id)
-        late = self._clock(t.ts_ms)
+        trade_ids.add(tid)
+        late = self._clock(ts, day_date)
         reference = None
         if day.tick_last is None:  # first trade of the day: the previous session's last price
-            prev = self.cal.for_symbol(t.symbol).previous(day_date)
-            prev_day = self.view(t.symbol, prev) if prev else None  # a bar stands in for an untraded day
+            prev = self.cal.for_symbol(symbol).previous(day_date)
+            prev_day = self.view(symbol, prev) if prev else None  # a bar stands in for an untraded day
             reference = prev_day.last if prev_day else None
         tick = day.tick_side(t.price, reference)  # advanced for every trade: arrival order
         side = t.side or tick
         if side == "B":
-            day.buy += t.amount
-            st.windows.add(t.ts_ms // 1000, t.amount)
+            day.buy += amount
+            st.windows.add(ts // 1000, amount)
         elif side == "S":
-            day.sell += t.amount
-            st.windows.add(t.ts_ms // 1000, -t.amount)
-        day.add_trade(trade_key(t.ts_ms, t.trade_id), local_seconds_of_day(t.ts_ms), t.price, t.volume, t.amount)
-        self.modified.add((t.symbol, day_date))
-        if (self._as_of_date is not None and day_date < self._as_of_date) or (
-                self.latest_date is not None and day_date < self.latest_date):
-            self._hist_version[t.symbol] += 1  # a trade for a day that may already be closed
+            day.sell += amount
+            st.windows.add(ts // 1000, -amount)
+        day.add_trade(trade_key(ts, tid), local_seconds_of_day(ts), t.price, t.volume, amount)
+        self.modified.add((symbol, day_date))
+        as_of_date, latest_date = self._as_of_date, self.latest_date
+        if (as_of_date is not None and day_date < as_of_date) or (latest_date is not None and day_date < latest_date):
+            self._hist_version[symbol] += 1  # a trade for a day that may already be closed
         return "late" if late else "applied"
 
     def _tick(self, t: SouthboundTick) -> str:
-        day_date = local_date(t.ts_ms)
-        st = self.sb.get(t.symbol)
+        ts, symbol = t.ts_ms, t.symbol
+        day_date = local_date(ts)
+        st = self.sb.get(symbol)
         if st is None:
-            st = self.sb[t.symbol] = SouthboundState(t.symbol)
+            st = self.sb[symbol] = SouthboundState(symbol)
         day = st.day(day_date)
         key = (t.channel, t.seq)
-        if key in day.seqs:
+        seqs = day.seqs
+        if key in seqs:
             return "duplicate"
-        day.seqs.add(key)
-        late = self._clock(t.ts_ms)
+        seqs.add(key)
+        late = self._clock(ts, day_date)
         day.tick_buy += t.buy
         day.tick_sell += t.sell
-        self.modified.add((t.symbol, day_date))
+        self.modified.add((symbol, day_date))
         return "late" if late else "applied"
 
     def _date_seen(self, date: dt.date) -> None:

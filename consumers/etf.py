@@ -54,13 +54,17 @@ class EtfDay:
     def add_trade(self, key: tuple[int, int, str], sec_of_day: int, price: int, volume: int, amount: int) -> None:
         self.turnover += amount
         self.volume += volume
-        if self.last_key is None or key > self.last_key:
+        last_key = self.last_key  # attributes read once: this runs for every trade
+        if last_key is None or key > last_key:
             self.last_key, self.last = key, price
-        if self.first_key is None or key < self.first_key:
+        first_key = self.first_key
+        if first_key is None or key < first_key:
             self.first_key, self.open = key, price
-        if self.high is None or price > self.high:
+        high = self.high
+        if high is None or price > high:
             self.high = price
-        if self.low is None or price < self.low:
+        low = self.low
+        if low is None or price < low:
             self.low = price
         curve = self.curve
         curve[sec_of_day] = curve.get(sec_of_day, 0) + amount

@@ -16,7 +16,7 @@ _NEVER = -(1 << 62)
 class SlidingSums:
     """Running sums of integer values over several trailing windows (seconds)."""
 
-    __slots__ = ("widths", "secs", "vals", "sums", "cuts")
+    __slots__ = ("widths", "secs", "vals", "sums", "cuts", "_index")
 
     def __init__(self, widths: tuple[int, ...]) -> None:
         if list(widths) != sorted(widths):
@@ -26,14 +26,17 @@ class SlidingSums:
         self.vals: dict[int, int] = {}
         self.sums = [0] * len(widths)
         self.cuts = [_NEVER] * len(widths)
+        self._index = range(len(widths))  # built once: add() runs for every trade
 
     def add(self, sec: int, value: int) -> None:
         """Add ``value`` at second ``sec`` (the clock must already be >= sec)."""
-        if sec <= self.cuts[-1]:  # older than the widest window: in no window at all
+        cuts = self.cuts
+        if sec <= cuts[-1]:  # older than the widest window: in no window at all
             return
         vals = self.vals
-        if sec in vals:
-            vals[sec] += value
+        held = vals.get(sec)
+        if held is not None:
+            vals[sec] = held + value
         else:
             vals[sec] = value
             secs = self.secs
@@ -41,10 +44,16 @@ class SlidingSums:
                 secs.append(sec)
             else:
                 bisect.insort(secs, sec)
-        sums, cuts = self.sums, self.cuts
-        for i in range(len(sums)):
-            if sec > cuts[i]:
+        sums = self.sums
+        if sec > cuts[0]:
+            # cuts only ever move to (clock - width), so they descend as widths ascend: a second
+            # newer than the first cut is in every window (the usual case for a live trade)
+            for i in self._index:
                 sums[i] += value
+        else:
+            for i in self._index:
+                if sec > cuts[i]:
+                    sums[i] += value
 
     def advance(self, now_sec: int) -> None:
         """Move the clock to ``now_sec``: drop what fell out of each window."""
