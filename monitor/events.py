@@ -21,6 +21,7 @@ from monitor.calendars import DAY_MS, EXCHANGE_TZ, Calendars, TradingCalendar, l
 MICRO = 1_000_000
 _FAST_LIMIT = 1e9  # below this, round(x * 1e6) recovers the exact decimal of a float
 MAX_NUMBER = 1e15  # larger values are rejected as implausible
+_SYMBOL_MEMO_MAX = 50_000  # valid symbols remembered by a Validator (a market has a few thousand)
 
 TOPICS: dict[str, str] = {
     "trade": "fundflow.etf.trades",
@@ -162,6 +163,12 @@ def from_micro(units: int) -> float:
 
 def to_micro(value: Any, name: str) -> int:
     """A non-negative JSON number to exact micros; raises Rejected otherwise."""
+    # fast paths for the usual in-range value (exact types: bool is an int, NaN fails the comparison)
+    vtype = type(value)
+    if vtype is float and 0.0 <= value < _FAST_LIMIT:
+        return round(value * MICRO)
+    if vtype is int and 0 <= value <= MAX_NUMBER:
+        return value * MICRO
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise Rejected("wrong_type", f"{name} must be a number, got {type(value).__name__}")
     if isinstance(value, int):
@@ -199,6 +206,8 @@ def mul_micro(a: int, b: int) -> int:
 
 def parse_ts(value: Any) -> int:
     """Epoch milliseconds, or ISO-8601 (naive = exchange time), to epoch ms."""
+    if type(value) is int:  # the usual case first (exact type: bool is rejected below)
+        return value
     if isinstance(value, bool):
         raise Rejected("wrong_type", "ts must be epoch milliseconds or an ISO-8601 string")
     if isinstance(value, int):
@@ -250,6 +259,10 @@ class Validator:
         self.margin_ms = session_margin_minutes * 60_000
         self.max_payload_bytes = max_payload_bytes
         self._bounds: dict[tuple[str, int], tuple[int, int] | None] = {}
+        # symbols already found valid -> (matches the ETF pattern, the calendar of its exchange):
+        # a stream repeats a few thousand symbols, so the regexes and the suffix lookup run once each
+        self._symbols: dict[str, tuple[bool, TradingCalendar]] = {}
+        self._channel_open: dict[tuple[str, int], bool] = {}  # (channel, day index) -> exchange open that day
         self._builders: dict[str, Callable[[Mapping[str, Any]], Event]] = {
             "trade": self._trade,
             "units": self._units,
@@ -288,8 +301,12 @@ class Validator:
 
     # -- builders -----------------------------------------------------------
     def _trade(self, o: Mapping[str, Any]) -> Trade:
-        symbol = self._symbol(o["symbol"], etf_ok=True, hk_ok=True)
-        ts = self._in_session(parse_ts(o["ts"]), self.calendars.for_symbol(symbol), symbol)
+        symbol = o["symbol"]
+        known = self._symbols.get(symbol) if type(symbol) is str else None
+        if known is None:
+            symbol = self._symbol(symbol, etf_ok=True, hk_ok=True)
+            known = self._remember(symbol)
+        ts = self._in_session(parse_ts(o["ts"]), known[1], symbol)
         price = to_micro(o["price"], "price")
         volume = to_micro(o["volume"], "volume")
         if price == 0 or volume == 0:
@@ -300,16 +317,18 @@ class Validator:
         else:
             amount = to_micro(raw_amount, "amount")
         side = o.get("side")
-        if side is not None:
+        if side is not None and side != "B" and side != "S":  # an upper-case side needs no checks
             if not isinstance(side, str):
                 raise Rejected("wrong_type", "side must be 'B' or 'S'")
             side = side.upper()
             if side not in ("B", "S"):
                 raise Rejected("bad_value", f"side must be 'B' or 'S', got {side[:10]!r}")
         tid = o["trade_id"]
-        if isinstance(tid, bool) or not isinstance(tid, (str, int)) or tid == "":
-            raise Rejected("wrong_type", "trade_id must be a non-empty string or integer")
-        return Trade(symbol, ts, price, volume, amount, side, str(tid))
+        if type(tid) is not str or tid == "":  # the usual non-empty string needs no more checks
+            if isinstance(tid, bool) or not isinstance(tid, (str, int)) or tid == "":
+                raise Rejected("wrong_type", "trade_id must be a non-empty string or integer")
+            tid = str(tid)
+        return Trade(symbol, ts, price, volume, amount, side, tid)
 
     def _units(self, o: Mapping[str, Any]) -> Units:
         symbol = self._symbol(o["symbol"], etf_ok=True, hk_ok=True)
@@ -320,12 +339,20 @@ class Validator:
         return Units(symbol, day, to_micro(o["shares_outstanding"], "shares_outstanding"), nav)
 
     def _tick(self, o: Mapping[str, Any]) -> SouthboundTick:
-        symbol = self._symbol(o["symbol"], etf_ok=False, hk_ok=True)
+        symbol = o["symbol"]
+        known = self._symbols.get(symbol) if type(symbol) is str else None
+        if known is None or known[0]:  # unseen, or an ETF symbol (rejected here with its message)
+            symbol = self._symbol(symbol, etf_ok=False, hk_ok=True)
+            self._remember(symbol)
         channel = o["channel"]
         if channel not in ("SH", "SZ"):
             raise Rejected("bad_value", f"channel must be 'SH' or 'SZ', got {str(channel)[:10]!r}")
         ts = self._in_session(parse_ts(o["ts"]), self.calendars["SB"], symbol)
-        if local_date(ts) not in self.calendars[channel]:  # a southbound day needs the channel's exchange open
+        key = (channel, (ts + 8 * 3_600_000) // DAY_MS)  # the day index of local_date(ts), as in _in_session
+        is_open = self._channel_open.get(key)
+        if is_open is None:
+            is_open = self._channel_open[key] = local_date(ts) in self.calendars[channel]
+        if not is_open:  # a southbound day needs the channel's exchange open
             raise Rejected("outside_session", f"{symbol} tick on the {channel} channel while {channel} is closed")
         seq = o["seq"]
         if isinstance(seq, bool) or not isinstance(seq, int):
@@ -369,6 +396,13 @@ class Validator:
             return value
         want = " or ".join(w for w, ok in (("NNNNNN.SH/.SZ", etf_ok), ("NNNNN.HK", hk_ok)) if ok)
         raise Rejected("bad_symbol", f"symbol {value[:20]!r} is not {want}")
+
+    def _remember(self, symbol: str) -> tuple[bool, TradingCalendar]:
+        """Record a symbol that passed ``_symbol``; returns its memo entry (bounded: past the cap, not stored)."""
+        entry = (ETF_SYMBOL.fullmatch(symbol) is not None, self.calendars.for_symbol(symbol))
+        if len(self._symbols) < _SYMBOL_MEMO_MAX:
+            self._symbols[symbol] = entry
+        return entry
 
     def _in_session(self, ts: int, cal: TradingCalendar, symbol: str) -> int:
         day_index = (ts + 8 * 3_600_000) // DAY_MS
