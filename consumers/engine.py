@@ -20,7 +20,7 @@ from consumers import highs, macd
 from consumers.bars import DayBar, DayView, ohlc
 from consumers.etf import INTRADAY_WINDOWS, EtfDay, EtfState, trade_key
 from consumers.southbound import SouthboundDay, SouthboundState, streak
-from monitor.calendars import Calendars, TradingCalendar, iso, local_date, local_seconds_of_day
+from monitor.calendars import DAY_MS, Calendars, TradingCalendar, iso, local_date, local_seconds_of_day
 from monitor.events import Bar, Event, SouthboundDaily, SouthboundTick, Trade, Units, from_micro, mul_micro
 
 ETF_RETAIN_DAYS = 30  # trading days of ETF aggregates kept (20d window + volume-ratio look-back)
@@ -30,6 +30,7 @@ HISTORY_RETAIN_DAYS = 1500  # trading days of daily bars / traded-day summaries 
 MULTI_DAY = (("1d", 1), ("5d", 5), ("20d", 20))
 
 DayKey = tuple[str, dt.date]
+_UTC8_MS = 8 * 3_600_000  # exchange time offset, as in monitor.calendars.local_date
 
 
 def _money(units: int | None) -> float | None:
@@ -91,6 +92,9 @@ class Engine:
         self._as_of_date: dt.date | None = None
         self._hist_version: Counter[str] = Counter()  # bumped when a symbol's closed history changes
         self._closed_cache: dict[str, tuple[tuple[Any, ...], _Closed]] = {}
+        # local day index -> its date: one date object per day instead of one per event (its hash is
+        # then computed once too); a few hundred entries a year
+        self._dates: dict[int, dt.date] = {}
         # A day is snapshotted (and its events skipped on recovery) only this long after its close:
         # until then its late events and its seconds in the intraday windows must be replayed.
         self.snapshot_hold_ms = 2 * 3_600_000
@@ -136,7 +140,11 @@ class Engine:
     def _trade(self, t: Trade) -> str:
         # the per-event path: fields and attributes are read once into locals
         ts, symbol, tid, amount = t.ts_ms, t.symbol, t.trade_id, t.amount
-        day_date = local_date(ts)
+        local_ms = ts + _UTC8_MS
+        day_index = local_ms // DAY_MS
+        day_date = self._dates.get(day_index)
+        if day_date is None:
+            day_date = self._dates[day_index] = local_date(ts)
         st = self.etf.get(symbol)
         if st is None:
             st = self._etf_state(symbol)
@@ -161,7 +169,7 @@ class Engine:
         elif side == "S":
             day.sell += amount
             st.windows.add(ts // 1000, -amount)
-        day.add_trade(trade_key(ts, tid), local_seconds_of_day(ts), t.price, t.volume, amount)
+        day.add_trade(trade_key(ts, tid), local_ms % DAY_MS // 1000, t.price, t.volume, amount)  # local_seconds_of_day
         self.modified.add((symbol, day_date))
         as_of_date, latest_date = self._as_of_date, self.latest_date
         if (as_of_date is not None and day_date < as_of_date) or (latest_date is not None and day_date < latest_date):
@@ -170,7 +178,10 @@ class Engine:
 
     def _tick(self, t: SouthboundTick) -> str:
         ts, symbol = t.ts_ms, t.symbol
-        day_date = local_date(ts)
+        day_index = (ts + _UTC8_MS) // DAY_MS
+        day_date = self._dates.get(day_index)
+        if day_date is None:
+            day_date = self._dates[day_index] = local_date(ts)
         st = self.sb.get(symbol)
         if st is None:
             st = self.sb[symbol] = SouthboundState(symbol)
