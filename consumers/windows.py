@@ -1,9 +1,11 @@
 """Intraday sliding sums at second resolution.
 
 Rule: an event at time t is in window W iff floor(t) > floor(as_of) - W.
-Each window keeps a running sum and a cut (the newest second already
-excluded); advancing the clock subtracts only the seconds that crossed the
-cut, so a query costs O(log n + expired) and an add costs O(windows).
+Each window keeps a cut (the newest second already excluded) and the sum of
+what is held but behind its cut; a window's sum is the running total minus
+that. Advancing the clock adds only the seconds that crossed a cut, so a
+query costs O(log n + expired), and an add inside every window (the usual
+live trade) is one addition whatever the number of windows.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ _NEVER = -(1 << 62)
 class SlidingSums:
     """Running sums of integer values over several trailing windows (seconds)."""
 
-    __slots__ = ("widths", "secs", "vals", "sums", "cuts", "_index")
+    __slots__ = ("widths", "secs", "vals", "total", "dropped", "cuts")
 
     def __init__(self, widths: tuple[int, ...]) -> None:
         if list(widths) != sorted(widths):
@@ -24,9 +26,9 @@ class SlidingSums:
         self.widths = widths
         self.secs: list[int] = []  # sorted distinct seconds held (within the widest window)
         self.vals: dict[int, int] = {}
-        self.sums = [0] * len(widths)
+        self.total = 0  # every value added within the widest window (exact integers)
+        self.dropped = [0] * len(widths)  # per window: the part of total behind its cut
         self.cuts = [_NEVER] * len(widths)
-        self._index = range(len(widths))  # built once: add() runs for every trade
 
     def add(self, sec: int, value: int) -> None:
         """Add ``value`` at second ``sec`` (the clock must already be >= sec)."""
@@ -44,20 +46,18 @@ class SlidingSums:
                 secs.append(sec)
             else:
                 bisect.insort(secs, sec)
-        sums = self.sums
-        if sec > cuts[0]:
-            # cuts only ever move to (clock - width), so they descend as widths ascend: a second
-            # newer than the first cut is in every window (the usual case for a live trade)
-            for i in self._index:
-                sums[i] += value
-        else:
-            for i in self._index:
-                if sec > cuts[i]:
-                    sums[i] += value
+        self.total += value
+        # cuts only ever move to (clock - width), so they descend as widths ascend: a second newer
+        # than the first cut is in every window; else it is behind the cuts of the narrower ones
+        if sec <= cuts[0]:
+            dropped = self.dropped
+            for i, cut in enumerate(cuts):
+                if sec <= cut:
+                    dropped[i] += value
 
     def advance(self, now_sec: int) -> None:
         """Move the clock to ``now_sec``: drop what fell out of each window."""
-        secs, vals, sums, cuts = self.secs, self.vals, self.sums, self.cuts
+        secs, vals, dropped, cuts = self.secs, self.vals, self.dropped, self.cuts
         for i, width in enumerate(self.widths):
             cut = now_sec - width
             old = cuts[i]
@@ -66,7 +66,7 @@ class SlidingSums:
             lo = bisect.bisect_right(secs, old)
             hi = bisect.bisect_right(secs, cut)
             if hi > lo:
-                sums[i] -= sum(vals[s] for s in secs[lo:hi])
+                dropped[i] += sum(vals[s] for s in secs[lo:hi])
             cuts[i] = cut
         # seconds outside the widest window are no longer needed
         drop = bisect.bisect_right(secs, cuts[-1])
@@ -77,4 +77,5 @@ class SlidingSums:
 
     def values(self, now_sec: int) -> list[int]:
         self.advance(now_sec)
-        return list(self.sums)
+        total = self.total
+        return [total - d for d in self.dropped]
