@@ -18,6 +18,7 @@ from fractions import Fraction
 from consumers import basket as basket_mod
 from consumers import highs, macd
 from consumers.bars import DayBar, DayView, ohlc
+from consumers.dedupe import seal
 from consumers.etf import INTRADAY_WINDOWS, EtfDay, EtfState, trade_key
 from consumers.southbound import SouthboundDay, SouthboundState, streak
 from monitor.calendars import DAY_MS, Calendars, TradingCalendar, iso, local_date, local_seconds_of_day
@@ -740,8 +741,9 @@ class Engine:
                 if prev is not None and d < prev:
                     day.curve = {}
                     day._cum = None
-                    # trade_ids stay while the day is kept: a re-sent old trade is still a duplicate,
-                    # so the final state does not depend on when a checkpoint happened to prune
+                    # trade ids stay while the day is kept (a re-sent old trade is still a duplicate, so the
+                    # final state does not depend on when a checkpoint happened to prune), sealed to 8 bytes each
+                    day.trade_ids = seal(day.trade_ids)
             old_units = sorted(d for d in st.units if d < oldest)
             for d in old_units[:-1]:  # the last one before the window is the baseline of the first inflow
                 aum = mul_micro(*st.units.pop(d))
@@ -764,6 +766,11 @@ class Engine:
             return
         keep = sb_cal.last_n(cur, SB_RETAIN_DAYS)
         oldest = keep[0] if keep else cur
+        sb_prev = sb_cal.previous(cur)
         for st in self.sb.values():
             for d in [d for d in st.days if d < oldest]:
                 del st.days[d]  # its seqs go with it; until then a re-sent tick is still a duplicate
+            if sb_prev is not None:
+                for d, day in st.days.items():
+                    if d < sb_prev and type(day.seqs) is set:
+                        day.seqs = seal(day.seqs)

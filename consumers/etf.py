@@ -12,6 +12,7 @@ import datetime as dt
 from typing import Any
 
 from consumers.bars import DayBar
+from consumers.dedupe import SealedKeys
 from consumers.windows import SlidingSums
 from monitor.events import mul_micro
 
@@ -45,7 +46,7 @@ class EtfDay:
         self._cum: tuple[list[int], list[int]] | None = None
         self.tick_last: int | None = None  # tick rule, arrival order: last price seen
         self.tick_prev: int | None = None  # ... and the last price different from it
-        self.trade_ids: set[str] = set()
+        self.trade_ids: set[str] | SealedKeys = set()  # sealed once the day is older than the previous one
 
     @property
     def net(self) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Callable, Iterable
 
+from consumers.dedupe import SealedKeys
+
 
 class SouthboundDay:
     __slots__ = ("tick_buy", "tick_sell", "daily", "seqs")
@@ -17,7 +19,7 @@ class SouthboundDay:
         self.tick_buy = 0
         self.tick_sell = 0
         self.daily: tuple[int, int] | None = None  # (buy, sell) micro-HKD
-        self.seqs: set[tuple[str, int]] = set()
+        self.seqs: set[tuple[str, int]] | SealedKeys = set()  # sealed once older than the previous day
 
     @property
     def net(self) -> int:
