@@ -11,7 +11,6 @@ Everything that consumes runs as its own process, so CPU seconds are per process
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ import orjson
 
 from bench.common import REPO, env, percentile, proc_cpu
 from bench.tape import Rec
+from tests.harness.fundflow import ConsumerProc
 
 
 class BenchError(RuntimeError):
@@ -128,57 +128,30 @@ def quix(bootstrap: str, n: int, timeout: float = 600) -> dict[str, Any]:
 
 
 # -- fundflow consume as a process ---------------------------------------------------------
-class Consume:
-    """`python -m monitor consume` on a free port (the real CLI, default config, kafka-python)."""
+class Consume(ConsumerProc):
+    """`python -m monitor consume` on a free port (the real CLI, default config, kafka-python), started at once."""
 
     def __init__(self, bootstrap: str, group: str, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
-        from tests.harness.services import free_port
+        super().__init__(bootstrap, group, log_path, env=extra_env)
+        self.start()
 
-        self.port = free_port()
-        self.log_path = log_path
-        e = env()
-        e.update(extra_env or {})
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "monitor", "consume", "--bootstrap", bootstrap, "--group", group,
-             "--port", str(self.port)],
-            cwd=REPO, env=e, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    def body(self, path: str, timeout: float = 10) -> bytes:
+        status, body = self.get(path, timeout=timeout)
+        if status != 200:
+            raise BenchError(f"{path} answered {status}: {body[:200]!r}")
+        return body
 
-    def get(self, path: str, timeout: float = 10) -> bytes:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=timeout) as resp:
-            return resp.read()
-
-    def status(self) -> dict[str, Any] | None:
+    def status(self) -> dict[str, Any] | None:  # type: ignore[override]
+        """The status document, or None while the HTTP server is not up yet."""
         try:
-            return orjson.loads(self.get("/api/v1/status", timeout=5))
+            return self.json("/api/v1/status")
         except OSError:
-            if self.proc.poll() is not None:
+            if not self.alive():
                 raise BenchError(f"fundflow consume exited ({self.proc.returncode}):\n{self.log_tail()}") from None
             return None
 
     def cpu(self) -> float:
         return proc_cpu(self.proc.pid)
-
-    def stop(self) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def log_tail(self, n: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
 
 
 def applied_in_metrics(text: str) -> int:
@@ -256,7 +229,7 @@ def consumers_once(bootstrap: str, n: int, procs: int, logdir: Path, timeout: fl
                     pending.discard(i)
             time.sleep(0.05)
         cpu1 = sum(x.cpu() for x in cons)
-        texts = [c.get("/metrics", timeout=30).decode() for c in cons]
+        texts = [c.body("/metrics", timeout=30).decode() for c in cons]
         counted = [applied_in_metrics(t) for t in texts]
         if sum(counted) != n:
             if sum(counted) > n and any("partitions revoked" in c.log_text() for c in cons):
@@ -299,7 +272,7 @@ def latency(bootstrap: str, consumer: Consume, start_ms: int, rate: float, secon
         pat = re.compile(rb"^fundflow_stream_as_of_timestamp_seconds (\S+)$", re.M)
         while proc.poll() is None:
             t_req = time.time()
-            body = consumer.get("/metrics", timeout=30)
+            body = consumer.body("/metrics", timeout=30)
             t_resp = time.time()
             m = pat.search(body)
             if m and t_req - wall0 > warmup:

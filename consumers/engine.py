@@ -12,7 +12,6 @@ import time
 from collections import Counter
 from typing import Any, Callable, Iterable
 
-from decimal import Decimal
 from fractions import Fraction
 
 from consumers import basket as basket_mod

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any, Sequence
 

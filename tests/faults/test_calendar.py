@@ -16,7 +16,7 @@ from kafka import KafkaProducer
 
 from monitor.events import TOPICS
 from tests.faults.pipeline import dead_letters, wait_drained
-from tests.integration.fundflow_procs import ConsumerProc, http
+from tests.harness.fundflow import ConsumerProc, http
 from tests.harness.services import wait_until
 
 CONFIG = """

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from monitor.events import DEADLETTER_TOPIC, REASONS, TOPICS, Rejected
 from tests.faults import badinput
 from tests.faults.pipeline import by_label, clean_run, counter, dead_letters, wait_drained
-from tests.integration.fundflow_procs import ConsumerProc, IngestProc, http
+from tests.harness.fundflow import ConsumerProc, IngestProc, http
 from tests.harness.services import wait_until
 from tests.ingest.brokers import QosPublisher
 

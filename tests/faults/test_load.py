@@ -17,7 +17,7 @@ import orjson
 
 from tests.faults import badinput
 from tests.faults.pipeline import clean_run, counter, wait_drained
-from tests.integration.fundflow_procs import ConsumerProc, IngestProc, http
+from tests.harness.fundflow import ConsumerProc, IngestProc, http
 from tests.harness.services import wait_until
 
 CLIENTS = 200

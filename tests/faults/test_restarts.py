@@ -21,7 +21,7 @@ import orjson
 from monitor.simulator import Scenario, generate
 from tests.faults.pipeline import (EVENT_TOPICS, business_lines, clean_run, counter, dead_letters, event_ids,
                                     identity, read_all, wait_drained)
-from tests.integration.fundflow_procs import ConsumerProc, IngestProc, http
+from tests.harness.fundflow import ConsumerProc, IngestProc, http
 from tests.harness.services import wait_until
 from tests.ingest.brokers import QosPublisher
 

@@ -15,7 +15,7 @@ import pytest
 from monitor.events import TOPICS
 from tests.faults import badinput
 from tests.faults.pipeline import counter, read_all
-from tests.integration.fundflow_procs import ConsumerProc, IngestProc, http
+from tests.harness.fundflow import ConsumerProc, IngestProc, http
 from tests.harness.services import wait_until
 from tests.ingest.brokers import QosPublisher
 

@@ -24,7 +24,8 @@ from monitor.calendars import local_date
 from monitor.events import DEADLETTER_TOPIC
 from monitor.simulator import Scenario, generate, truth
 from tests.harness.services import wait_until
-from tests.integration.fundflow_procs import ConsumerProc, business_lines, produce
+from tests.integration.fundflow_procs import business_lines, produce
+from tests.harness.fundflow import ConsumerProc
 
 SCENARIO = Scenario(days=6)
 SEED_DAY = "2025-09-12"

@@ -33,7 +33,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
 from aiohttp import web
 
 from monitor.config import AlertsConfig, Config
