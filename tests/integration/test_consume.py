@@ -201,6 +201,14 @@ def test_kill_9_at_random_moments_recovers_identical_state(kafka_factory, tape, 
     produce(b.bootstrap, chunks[3])
     try:
         proc.wait_ready(90)
+
+        def owns_everything() -> bool:
+            # a killed instance stays in the group until its session times out: until then the
+            # new one owns only some partitions (and is caught up on those)
+            wait_caught_up(proc)
+            return set(proc.documents()) == set(reference["documents"])
+
+        wait_until(owns_everything, 120, "the restarted consumer owns every partition")
         wait_caught_up(proc)
         assert not differences(proc.documents(), reference["documents"])
         assert business_lines(proc.get("/metrics")[1].decode()) == reference["metrics"]
