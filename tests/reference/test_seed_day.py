@@ -144,3 +144,28 @@ def test_replay_equals_the_reference_model(report: dict[str, Any], events: list[
 
     diffs = compare(report, Model().run(events))
     assert not diffs, "\n".join(diffs[:20])
+
+
+def test_prometheus_report_carries_the_same_state(report: dict[str, Any], events: list[dict[str, Any]],
+                                                  tmp_path: Path) -> None:
+    """`--report prometheus`: valid exposition text whose business series equal the JSON report's values."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    path = tmp_path / "seed.ndjson"
+    path.write_bytes(b"".join(orjson.dumps(ev) + b"\n" for ev in events))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FUNDFLOW_")}
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-m", "monitor", "replay", str(path), "--report", "prometheus", "-q"],
+                         cwd=REPO, env=env, capture_output=True, timeout=600)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for fam in text_string_to_metric_families(out.stdout.decode()) for s in fam.samples}
+    etf = report["symbols"]["513770.SH"]["etf"]
+    sb = report["symbols"]["09988.HK"]["southbound"]
+    assert samples[("fundflow_etf_turnover_cny", (("symbol", "513770.SH"),))] == etf["turnover_cny"]
+    for window in ("1d", "5d", "20d"):
+        key = ("fundflow_etf_net_inflow_cny", (("symbol", "513770.SH"), ("window", window)))
+        assert samples[key] == etf["net_inflow_cny"][window]
+        key = ("fundflow_southbound_net_buy_hkd", (("symbol", "09988.HK"), ("window", window)))
+        assert samples[key] == sb["net_buy_hkd"][window]
+    assert samples[("fundflow_southbound_net_buy_streak_days", (("symbol", "09988.HK"),))] == sb["streak_days"] == 15
