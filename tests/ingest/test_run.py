@@ -30,7 +30,8 @@ class RunProc(FundflowProc):
         return ["run", "--bootstrap", self.bootstrap, "--group", "run-test", "--port", str(self.port)]
 
 
-def test_run_feeds_every_configured_source_into_one_consumer(kafka, mosquitto, tmp_path) -> None:
+def test_run_feeds_every_configured_source_into_one_consumer(kafka_factory, mosquitto, tmp_path) -> None:
+    kafka = kafka_factory()  # a broker of its own: the count below is of exactly these events
     events = list(generate(Scenario(days=2)))
     trades = [e for e in events if e["kind"] == "trade"]
     ticks = [e for e in events if e["kind"] == "southbound"]
