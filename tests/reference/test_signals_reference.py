@@ -250,7 +250,7 @@ def test_signals_match_reference(events: list[dict[str, Any]]) -> None:
 
 def test_macd_reference_agrees_with_pandas() -> None:
     """The Fraction MACD above is the pandas ewm(span, adjust=False) recursion (a third opinion)."""
-    pd = pytest.importorskip("pandas")
+    import pandas as pd  # the test extra has it
     closes = [Fraction(1000 + (i * 37) % 23 - 11, 1000) for i in range(80)]
     s = pd.Series([float(c) for c in closes])
     dif = s.ewm(span=12, adjust=False).mean() - s.ewm(span=26, adjust=False).mean()
