@@ -29,7 +29,7 @@ import aiomqtt
 from monitor.config import Config
 from monitor.ingest.options import apply_mapping, opt
 from monitor.ingest.publisher import Publisher
-from monitor.ingest.retry import Backoff, sleep_or_stop
+from monitor.ingest.retry import Backoff, reconnect_forever
 
 log = logging.getLogger("fundflow.ingest.mqtt")
 
@@ -124,25 +124,17 @@ class MqttSource:
         """Connect, subscribe, read until ``stop``; reconnect with capped backoff and jitter."""
         o = self.opts
         backoff = Backoff(o.backoff_initial_s, max(o.backoff_initial_s, o.backoff_max_s))
-        first = True
-        while not stop.is_set():
-            if not first:
-                self.stats.reconnects[self.name] += 1
-            first = False
-            try:
-                await self._session(stop, backoff)
-            except aiomqtt.MqttError as exc:
+
+        def failed(exc: BaseException) -> bool:
+            if isinstance(exc, aiomqtt.MqttError):
                 log.warning("%s: MQTT %s:%d: %s", self.name, o.host, o.port, exc)
-            except ssl.SSLError as exc:
+            elif isinstance(exc, ssl.SSLError):
                 log.error("%s: TLS to %s:%d failed: %s", self.name, o.host, o.port, exc)
-            finally:
-                self.stats.connected[self.name] = False
-            if stop.is_set():
-                break
-            delay = backoff.next()
-            log.info("%s: reconnecting in %.1fs (attempt %d)", self.name, delay, backoff.failures)
-            if await sleep_or_stop(delay, stop):
-                break
+            else:
+                return False
+            return True
+
+        await reconnect_forever(self.name, self.stats, backoff, stop, lambda: self._session(stop, backoff), failed)
 
     async def _session(self, stop: asyncio.Event, backoff: Backoff) -> None:
         o = self.opts

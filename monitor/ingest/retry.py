@@ -1,9 +1,16 @@
-"""Capped exponential backoff with full jitter, and a sleep that a stop event cuts short."""
+"""Capped exponential backoff with full jitter, a sleep that a stop event cuts short, and the
+reconnect loop every streaming source shares."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+from typing import Awaitable, Callable
+
+from monitor.stats import PipelineStats
+
+log = logging.getLogger("fundflow.ingest")
 
 
 class Backoff:
@@ -49,3 +56,31 @@ async def sleep_or_stop(delay: float, stop: asyncio.Event | None) -> bool:
         return True
     except asyncio.TimeoutError:
         return False
+
+
+async def reconnect_forever(name: str, stats: PipelineStats, backoff: Backoff, stop: asyncio.Event,
+                            connect: Callable[[], Awaitable[None]],
+                            failed: Callable[[BaseException], bool]) -> None:
+    """Run one connection after another until ``stop``: count reconnects, back off between them.
+
+    ``connect`` returns when the connection ends; ``failed`` logs an exception it raised and says
+    whether it is a connection failure to retry (False: re-raise it).
+    """
+    first = True
+    while not stop.is_set():
+        if not first:
+            stats.reconnects[name] += 1
+        first = False
+        try:
+            await connect()
+        except Exception as exc:  # noqa: BLE001 - ``failed`` decides, anything else propagates
+            if not failed(exc):
+                raise
+        finally:
+            stats.connected[name] = False
+        if stop.is_set():
+            break
+        delay = backoff.next()
+        log.info("%s: reconnecting in %.1fs (attempt %d)", name, delay, backoff.failures)
+        if await sleep_or_stop(delay, stop):
+            break

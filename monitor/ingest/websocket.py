@@ -20,7 +20,7 @@ import orjson
 
 from monitor.ingest.options import apply_mapping, opt
 from monitor.ingest.publisher import Publisher
-from monitor.ingest.retry import Backoff, sleep_or_stop
+from monitor.ingest.retry import Backoff, reconnect_forever
 
 log = logging.getLogger("fundflow.ingest.websocket")
 
@@ -75,24 +75,16 @@ class WebSocketSource:
     async def run(self, stop: asyncio.Event) -> None:
         o = self.opts
         backoff = Backoff(o.backoff_initial_s, max(o.backoff_initial_s, o.backoff_max_s))
-        first = True
+
+        def failed(exc: BaseException) -> bool:
+            if not isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)):
+                return False
+            log.warning("%s: %s: %s", self.name, o.url, str(exc) or type(exc).__name__)
+            return True
+
         async with aiohttp.ClientSession() as session:
-            while not stop.is_set():
-                if not first:
-                    self.stats.reconnects[self.name] += 1
-                first = False
-                try:
-                    await self._connection(session, stop, backoff)
-                except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
-                    log.warning("%s: %s: %s", self.name, o.url, str(exc) or type(exc).__name__)
-                finally:
-                    self.stats.connected[self.name] = False
-                if stop.is_set():
-                    break
-                delay = backoff.next()
-                log.info("%s: reconnecting in %.1fs (attempt %d)", self.name, delay, backoff.failures)
-                if await sleep_or_stop(delay, stop):
-                    break
+            await reconnect_forever(self.name, self.stats, backoff, stop,
+                                    lambda: self._connection(session, stop, backoff), failed)
 
     async def _connection(self, session: aiohttp.ClientSession, stop: asyncio.Event, backoff: Backoff) -> None:
         o = self.opts
