@@ -27,7 +27,7 @@ import orjson
 
 from monitor.events import Rejected
 from monitor.ingest.adapters import SnapshotTracker, dedupe_key, events_from_document
-from monitor.ingest.options import apply_mapping, opt
+from monitor.ingest.options import opt
 from monitor.ingest.publisher import Publisher
 from monitor.ingest.retry import Backoff, sleep_or_stop
 
@@ -61,12 +61,6 @@ class HttpPollOptions:
     ts_field: str = opt("ts", "southbound_snapshot: field of the snapshot time (row or document; default: now)")
     state_file: str = opt("", "southbound_snapshot: file keeping the last cumulatives, so a restart mid-day "
                           "does not count the day twice (empty: memory only)")
-
-    @classmethod
-    def from_table(cls, table: dict[str, Any] | None, where: str = "sources.http-poll") -> "HttpPollOptions":
-        o = apply_mapping(cls(), table or {}, where, ignore=("type", "enabled"))
-        o.check(where)
-        return o
 
     def check(self, where: str = "http-poll") -> None:
         if not self.url:

@@ -31,7 +31,7 @@ import orjson
 from aiohttp import web
 
 from monitor.events import Rejected
-from monitor.ingest.options import apply_mapping, opt
+from monitor.ingest.options import opt
 from monitor.ingest.publisher import MAX_REPORTED_ERRORS, BatchResult, Publisher, dump
 from monitor.ingest.sink import Sink, SinkClosed, release_sink, shared_sink
 from monitor.server import json_error, json_response
@@ -50,12 +50,6 @@ class PushOptions:
     path: str = opt("/ingest", "URL path of the endpoint (keep it under /ingest: the bearer token covers /ingest*)")
     kind: str = opt("", "event kind of every event (empty: the kind field or the fields present decide)")
     wait_timeout_s: float = opt(30.0, "with ?wait=true: how long to wait for the bus before answering 504")
-
-    @classmethod
-    def from_table(cls, table: dict[str, Any] | None, where: str = "sources.push") -> "PushOptions":
-        o = apply_mapping(cls(), table or {}, where, ignore=("type", "enabled"))
-        o.check(where)
-        return o
 
     def check(self, where: str = "push") -> None:
         if not self.path.startswith("/ingest"):
@@ -206,13 +200,10 @@ def add_push_endpoint(app: web.Application, svc: "Service") -> None:
     through the service's shared ingest sink.
     """
     from monitor.ingest import wiring
+    from monitor.ingest.runner import source_options
 
-    name, table = "push", None
-    for n, t in svc.config.sources.items():
-        if isinstance(t, dict) and t.get("type") == "push":
-            name, table = n, t
-            break
-    opts = PushOptions.from_table(table, f"sources.{name}")
+    name = next((n for n, t in svc.config.sources.items() if isinstance(t, dict) and t.get("type") == "push"), "push")
+    opts = source_options("push", name, svc.config)
     publisher = wiring.publisher(svc, name, None)
     app[PUBLISHER] = publisher
     app[OPTIONS] = opts

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from monitor.ingest.options import apply_mapping, opt
+from monitor.ingest.options import opt
 from monitor.ingest.publisher import Publisher
 from monitor.ingest.retry import Backoff, reconnect_forever
 
@@ -42,12 +42,6 @@ class WebSocketOptions:
     idle_timeout_s: float = opt(0.0, "reconnect when no frame arrived for this long (0: never)")
     backoff_initial_s: float = opt(0.5, "first reconnect delay; doubles per failed attempt, with jitter")
     backoff_max_s: float = opt(30.0, "reconnect delay cap")
-
-    @classmethod
-    def from_table(cls, table: dict[str, Any] | None, where: str = "sources.websocket") -> "WebSocketOptions":
-        o = apply_mapping(cls(), table or {}, where, ignore=("type", "enabled"))
-        o.check(where)
-        return o
 
     def check(self, where: str = "websocket") -> None:
         if not self.url.startswith(("ws://", "wss://", "http://", "https://")):
