@@ -30,17 +30,36 @@ def setup_logging(verbose: bool = False) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-def _config(args: argparse.Namespace) -> Config:
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The TOML config (with FUNDFLOW_* env) and, over it, whichever process flags the command has."""
     cfg = load_config(getattr(args, "config", None))
     if getattr(args, "bootstrap", None):
         cfg.kafka.bootstrap_servers = args.bootstrap
-    if getattr(args, "port", None) is not None:
-        cfg.http.port = args.port
-    if getattr(args, "host", None):
-        cfg.http.host = args.host
     if getattr(args, "group", None):
         cfg.kafka.group_id = args.group
+    if getattr(args, "buffer_max_events", None):
+        cfg.kafka.buffer_max_events = args.buffer_max_events
+    # `fundflow ingest` names its HTTP flags --http-host/--http-port: --host/--port there are a source's
+    http = ("http_host", "http_port") if hasattr(args, "http_port") else ("host", "port")
+    host, port = getattr(args, http[0], None), getattr(args, http[1], None)
+    if host:
+        cfg.http.host = host
+    if port is not None:
+        cfg.http.port = port
+    if getattr(args, "live_clock", False):
+        cfg.compute.live_clock = True
     return cfg
+
+
+def add_consumer_arguments(p: argparse.ArgumentParser, config_required: bool = False) -> None:
+    """The options of a process that consumes (``consume``, ``run``)."""
+    p.add_argument("--config", required=config_required, help="TOML config file (FUNDFLOW_* env overrides)")
+    p.add_argument("--bootstrap", help="Kafka bootstrap servers (overrides [kafka] bootstrap_servers)")
+    p.add_argument("--group", help="consumer group id (overrides [kafka] group_id)")
+    p.add_argument("--host", default=None, help="HTTP bind address (default [http] host)")
+    p.add_argument("--port", type=int, default=None, help="HTTP port (default [http] port)")
+    p.add_argument("--live-clock", action="store_true",
+                   help="advance the stream clock with the wall clock so quiet windows decay (live feeds)")
 
 
 def _stop_event() -> asyncio.Event:
@@ -62,7 +81,7 @@ async def _demo(args: argparse.Namespace) -> int:
     from monitor.service import Service
     from monitor.simulator import DEMO_HISTORY_DAYS, DEMO_HOLDINGS, Scenario, generate, paced
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     bus = MemoryBus(cfg.kafka.partitions)
     bus.ensure_topics()
     svc = Service(cfg, bus=bus, live_clock=False, simulated_market=True)
@@ -128,7 +147,7 @@ async def _replay(args: argparse.Namespace) -> int:
     from monitor.ingest.files import count_records, read_tape
     from monitor.service import Service
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     bus = MemoryBus(cfg.kafka.partitions)
     bus.ensure_topics()
     svc = Service(cfg, bus=bus, live_clock=False)
@@ -183,9 +202,7 @@ async def _consume(args: argparse.Namespace) -> int:
     from monitor.server import site_url, start_site
     from monitor.service import Service
 
-    cfg = _config(args)
-    if args.live_clock:
-        cfg.compute.live_clock = True
+    cfg = config_from_args(args)
     svc = Service(cfg)
     log.info("consuming from %s as group %s", cfg.kafka.bootstrap_servers, cfg.kafka.group_id)
     await asyncio.get_running_loop().run_in_executor(None, svc.bus.ensure_topics)
@@ -227,13 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_replay)
 
     c = sub.add_parser("consume", help="Kafka consumer: computations, /metrics and the JSON API")
-    c.add_argument("--config", help="TOML config file (FUNDFLOW_* env overrides)")
-    c.add_argument("--bootstrap", help="Kafka bootstrap servers (overrides [kafka] bootstrap_servers)")
-    c.add_argument("--group", help="consumer group id (overrides [kafka] group_id)")
-    c.add_argument("--host", default=None, help="HTTP bind address")
-    c.add_argument("--port", type=int, default=None, help="HTTP port")
-    c.add_argument("--live-clock", action="store_true",
-                   help="advance the stream clock with the wall clock so quiet windows decay (live feeds)")
+    add_consumer_arguments(c)
     c.set_defaults(func=_consume)
 
     try:

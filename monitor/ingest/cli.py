@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import Any
 
-from monitor.config import Config, load_config
+from monitor.cli import add_consumer_arguments, config_from_args
 from monitor.ingest import options as optmod
 from monitor.ingest.runner import OPTIONS, IngestProcess, configured_sources, ensure_topics, source_options
 
@@ -70,23 +70,8 @@ def add_parsers(sub: Any) -> None:
                        description="Run every enabled [sources.NAME] of the config (mqtt, http-poll, websocket, "
                                    "replay; push is POST /ingest on the HTTP port), the Kafka consumer with its "
                                    "computations, and /metrics, the API and the board.", epilog=EPILOG)
-    r.add_argument("--config", required=True, help="TOML config file (FUNDFLOW_* env overrides)")
-    r.add_argument("--bootstrap", help="Kafka bootstrap servers (overrides [kafka] bootstrap_servers)")
-    r.add_argument("--group", help="consumer group id (overrides [kafka] group_id)")
-    r.add_argument("--host", default=None, help="HTTP bind address (default [http] host)")
-    r.add_argument("--port", type=int, default=None, help="HTTP port (default [http] port)")
-    r.add_argument("--live-clock", action="store_true",
-                   help="advance the stream clock with the wall clock so quiet windows decay (live feeds)")
+    add_consumer_arguments(r, config_required=True)
     r.set_defaults(func=_run)
-
-
-def _load(args: argparse.Namespace) -> Config:
-    cfg = load_config(args.config)
-    if args.bootstrap:
-        cfg.kafka.bootstrap_servers = args.bootstrap
-    if getattr(args, "buffer_max_events", None):
-        cfg.kafka.buffer_max_events = args.buffer_max_events
-    return cfg
 
 
 async def _ingest(args: argparse.Namespace) -> int:
@@ -97,11 +82,7 @@ async def _ingest(args: argparse.Namespace) -> int:
 
     type_ = args.source_type
     name = args.name or type_
-    cfg = _load(args)
-    if args.http_host:
-        cfg.http.host = args.http_host
-    if args.http_port is not None:
-        cfg.http.port = args.http_port
+    cfg = config_from_args(args)
     if type_ == "replay" and args.tapes:
         args.files = list(args.tapes) + list(args.files or [])
     try:
@@ -150,15 +131,7 @@ async def _run(args: argparse.Namespace) -> int:
     from monitor.server import site_url, start_site
     from monitor.service import Service
 
-    cfg = _load(args)
-    if args.group:
-        cfg.kafka.group_id = args.group
-    if args.host:
-        cfg.http.host = args.host
-    if args.port is not None:
-        cfg.http.port = args.port
-    if args.live_clock:
-        cfg.compute.live_clock = True
+    cfg = config_from_args(args)
     try:
         wanted = [(n, t, source_options(t, n, cfg)) for n, t in configured_sources(cfg)]
     except ValueError as exc:
