@@ -120,12 +120,12 @@ class _Server:
 
     async def _start(self) -> None:
         from aiohttp import web
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from prometheus_client import CONTENT_TYPE_LATEST
 
         from monitor.server import start_site
         from tests.harness.services import free_port
 
-        self.static_body = generate_latest(self.svc.registry)
+        self.static_body = self.svc.metrics.render()
         body = self.static_body
 
         async def static(request: web.Request) -> web.Response:

@@ -51,16 +51,25 @@ def _mainland(symbol: str) -> bool:
 
 
 class _Closed:
-    """The closed part of a symbol's daily history as of one current day (cached per history version)."""
+    """The closed part of a symbol's daily history as of one current day (cached per history version).
 
-    __slots__ = ("series", "first_day", "prev_max_high", "macd_last", "aums", "aum_record")
+    Everything here depends only on the closed days, so a scrape of 2,000 symbols reads it
+    instead of walking up to 250 days per symbol; only today's high and last price are live.
+    """
+
+    __slots__ = ("series", "first_day", "prev_max_high", "window_highs", "turnover_avg", "macd_last", "macd_today",
+                 "aums", "aum_latest", "aum_record")
 
     def __init__(self) -> None:
         self.series: dict[dt.date, DayView] = {}
         self.first_day: dt.date | None = None
         self.prev_max_high: int | None = None
+        self.window_highs: dict[str, int | None] = {}  # per new-high window: the previous days' highest high
+        self.turnover_avg: dict[str, Fraction | None] = {}  # 20d and ytd, today excluded
         self.macd_last: macd.MacdPoint | None = None
+        self.macd_today: tuple[int, macd.MacdPoint, int] | None = None  # (today's last, point, cross) memo
         self.aums: dict[dt.date, int] = {}
+        self.aum_latest: int | None = None
         self.aum_record: int | None = None
 
 
@@ -329,8 +338,7 @@ class Engine:
         prev_last = prev_day.last if prev_day else None
         doc["last_price_cny"] = _money(last)
         doc["price_change_ratio"] = last / prev_last - 1 if last is not None and prev_last else None
-        aums = self._aums(symbol)
-        doc["aum_cny"] = from_micro(aums[max(aums)]) if aums else None
+        doc["aum_cny"] = _money(self._closed(symbol, cur).aum_latest)
         return doc
 
     def _volume_ratio(self, st: EtfState, cal: TradingCalendar, cur: dt.date, today: DayView | None, now: int | None) -> float | None:
@@ -421,7 +429,14 @@ class Engine:
             if v.last is not None:
                 point = macd.step(point, macd.micro_to_decimal(v.last))
         c.macd_last = point
+        cal = self.cal.for_symbol(symbol)
+        prev_days = cal.before_n(cur, max(n for _, n in highs.NEW_HIGH_WINDOWS))
+        c.window_highs = {name: highs.window_high(prev_days, n, c.series, c.first_day)
+                          for name, n in highs.NEW_HIGH_WINDOWS}
+        c.turnover_avg = {"20d": highs.average_turnover(prev_days[-highs.TURNOVER_AVG_WINDOW:], c.series),
+                          "ytd": highs.average_turnover(highs.ytd_days(list(c.series), cur), c.series)}
         c.aums = self._aums(symbol)
+        c.aum_latest = c.aums[max(c.aums)] if c.aums else None
         st = self.etf.get(symbol)
         folded = st.aum_folded if st is not None else None
         values = list(c.aums.values()) + ([folded] if folded is not None else [])
@@ -444,27 +459,23 @@ class Engine:
         c = self._closed(symbol, cur)
         today = self.view(symbol, cur)
         today_high = today.high if today is not None else None
-        first = c.first_day
-        prev_days = cal.before_n(cur, max(n for _, n in highs.NEW_HIGH_WINDOWS))
-        new_high: dict[str, int | None] = {}
-        for name, n in highs.NEW_HIGH_WINDOWS:
-            new_high[name] = highs.new_high(today_high, prev_days, n, c.series, first)
+        new_high = {name: highs.is_new_high(today_high, c.window_highs[name]) for name, _ in highs.NEW_HIGH_WINDOWS}
         new_high["all"] = highs.new_high_all(today_high, c.prev_max_high)
-        avg20 = highs.average_turnover(cal.before_n(cur, highs.TURNOVER_AVG_WINDOW), c.series)
-        ytd = highs.average_turnover(highs.ytd_days([d for d in c.series], cur), c.series)
-        aum = c.aums[max(c.aums)] if c.aums else None
+        aum = c.aum_latest
         # MACD: closed closes, then today's last price as the provisional close
-        point, prev_point = c.macd_last, None
+        point = c.macd_last
+        crossed = 0  # no close today yet: nothing crossed today
         if today is not None and today.last is not None:
-            prev_point, point = point, macd.step(point, macd.micro_to_decimal(today.last))
-            crossed = macd.cross(prev_point, point)
-        else:
-            crossed = 0  # no close today yet: nothing crossed today
+            memo = c.macd_today
+            if memo is None or memo[0] != today.last:
+                step = macd.step(point, macd.micro_to_decimal(today.last))
+                memo = c.macd_today = (today.last, step, macd.cross(point, step))
+            _, point, crossed = memo
         defined = point is not None and point.defined
         return {
             "high_cny": _money(today_high),
             "new_high": new_high,
-            "turnover_avg_cny": {"20d": _fmoney(avg20), "ytd": _fmoney(ytd)},
+            "turnover_avg_cny": {k: _fmoney(v) for k, v in c.turnover_avg.items()},
             "aum_cny": _money(aum),
             "aum_record_cny": _money(c.aum_record),
             "aum_at_record": None if aum is None or c.aum_record is None else int(aum >= c.aum_record),
@@ -522,8 +533,7 @@ class Engine:
         if latest_closed is None:
             days_back: list[dt.date] = []
         else:
-            i = cal.dates.index(latest_closed) if latest_closed in cal else -1
-            days_back = cal.dates[i::-1] if i >= 0 else []
+            days_back = cal.back_from(latest_closed)
         n_days, total = streak(days_back, st.net)
         return {
             "net_buy_hkd": {k: from_micro(v) for k, v in nets.items()},

@@ -17,19 +17,24 @@ NEW_HIGH_WINDOWS = (("20d", 20), ("60d", 60), ("250d", 250))
 TURNOVER_AVG_WINDOW = 20
 
 
-def new_high(today_high: int | None, prev_days: Sequence[dt.date], n: int,
-             series: Mapping[dt.date, DayView], first_day: dt.date | None) -> int | None:
-    """1 when today's high >= the highest daily high of the ``n`` previous trading days, else 0.
+def window_high(prev_days: Sequence[dt.date], n: int, series: Mapping[dt.date, DayView],
+                first_day: dt.date | None) -> int | None:
+    """The highest daily high of the ``n`` previous trading days (today excluded).
 
-    None (undefined) without a high today, when fewer than ``n`` previous trading days
-    are held (the history starts after the first of them), or none of them has a high.
+    None (no new-high signal) when fewer than ``n`` previous trading days are held (the
+    history starts after the first of them) or none of them has a high.
     """
-    if today_high is None or len(prev_days) < n or first_day is None or prev_days[-n] < first_day:
+    if len(prev_days) < n or first_day is None or prev_days[-n] < first_day:
         return None
-    highs = [v.high for d in prev_days[-n:] if (v := series.get(d)) is not None and v.high is not None]
-    if not highs:
+    return max((v.high for d in prev_days[-n:] if (v := series.get(d)) is not None and v.high is not None),
+               default=None)
+
+
+def is_new_high(today_high: int | None, window_max: int | None) -> int | None:
+    """1 when today's high >= the window's highest high, else 0; None without either."""
+    if today_high is None or window_max is None:
         return None
-    return 1 if today_high >= max(highs) else 0
+    return 1 if today_high >= window_max else 0
 
 
 def new_high_all(today_high: int | None, prev_max: int | None) -> int | None:

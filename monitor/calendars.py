@@ -12,7 +12,7 @@ import bisect
 import datetime as dt
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 EXCHANGE_TZ = dt.timezone(dt.timedelta(hours=8))
 DAY_MS = 86_400_000
@@ -123,6 +123,11 @@ class TradingCalendar:
         """The ``n`` trading days strictly before ``day``."""
         i = bisect.bisect_left(self.dates, day)
         return self.dates[max(0, i - n):i]
+
+    def back_from(self, day: dt.date) -> Iterator[dt.date]:
+        """Trading days on or before ``day``, newest first, lazily (a streak stops early)."""
+        dates = self.dates
+        return (dates[i] for i in range(bisect.bisect_right(dates, day) - 1, -1, -1))
 
     def session_at(self, t_ms: int) -> Session | None:
         """The session of the trading day whose date contains ``t_ms``."""

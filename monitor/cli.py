@@ -175,9 +175,7 @@ async def _replay(args: argparse.Namespace) -> int:
         report = svc.engine.report(args.top, rejected)
         sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     else:
-        from prometheus_client import generate_latest
-
-        sys.stdout.buffer.write(generate_latest(svc.registry))
+        sys.stdout.buffer.write(svc.metrics.render())
     sys.stdout.flush()
     return 0
 

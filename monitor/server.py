@@ -12,15 +12,12 @@ from typing import Any, Awaitable, Callable
 
 import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
-from prometheus_client.registry import CollectorRegistry
 
 from consumers.engine import MULTI_DAY, Engine
 from monitor.board import add_board_routes
 from consumers.etf import INTRADAY_WINDOWS
 from monitor.calendars import MARKETS
+from monitor.metrics import Exposition
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ETF_WINDOWS = [n for n, _ in INTRADAY_WINDOWS] + [n for n, _ in MULTI_DAY]
@@ -28,7 +25,7 @@ SB_WINDOWS = [n for n, _ in MULTI_DAY]
 PROTECTED = ("/api/", "/metrics", "/ingest")
 
 ENGINE = web.AppKey("engine", Engine)
-REGISTRY = web.AppKey("registry", CollectorRegistry)
+METRICS = web.AppKey("metrics", Exposition)
 READY = web.AppKey("ready", object)  # () -> bool
 STATUS = web.AppKey("status", object)  # () -> dict
 
@@ -70,10 +67,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 async def metrics(request: web.Request) -> web.Response:
-    registry = request.app[REGISTRY]
-    if "application/openmetrics-text" in request.headers.get("Accept", ""):
-        return web.Response(body=generate_openmetrics(registry), headers={"Content-Type": OPENMETRICS_TYPE})
-    return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    exposition = request.app[METRICS]
+    openmetrics = "application/openmetrics-text" in request.headers.get("Accept", "")
+    return web.Response(body=exposition.render(openmetrics), headers={"Content-Type": exposition.content_type(openmetrics)})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -206,14 +202,14 @@ def _as_of(engine: Engine) -> str | None:
     return iso(now) if now is not None else None
 
 
-def make_app(engine: Engine, registry: CollectorRegistry, ready: Callable[[], bool],
+def make_app(engine: Engine, exposition: Exposition, ready: Callable[[], bool],
              status_doc: Callable[[], dict[str, Any]], token: str = "", max_body_bytes: int = 8 * 1024 * 1024) -> web.Application:
     middlewares = [error_middleware]
     if token:
         middlewares.insert(0, auth_middleware(token))
     app = web.Application(middlewares=middlewares, client_max_size=max_body_bytes)
     app[ENGINE] = engine
-    app[REGISTRY] = registry
+    app[METRICS] = exposition
     app[READY] = ready
     app[STATUS] = status_doc
     app.router.add_get("/metrics", metrics)

@@ -15,7 +15,7 @@ from monitor.config import Config, load_holdings
 from monitor.events import Validator
 from monitor.ingest.publisher import Publisher
 from monitor.ingest.push import add_push_endpoint
-from monitor.metrics import make_registry, wall_ms
+from monitor.metrics import Exposition, wall_ms
 from monitor.server import make_app
 from monitor.stats import PipelineStats
 
@@ -35,7 +35,7 @@ class Service:
         self.runner = ConsumerRunner(self.bus, self.engine, self.validator, config.kafka.group_id, stats=self.stats,
                                      session_margin_ms=c.session_margin_minutes * 60_000)
         self.market_clock_ms: Callable[[], int] = (lambda: self.engine.now_ms() or 0) if simulated_market else wall_ms
-        self.registry = make_registry(self.engine, self.stats, self.market_clock_ms)
+        self.metrics = Exposition(self.engine, self.stats, self.market_clock_ms)
 
     def publisher(self, source: str) -> Publisher:
         return Publisher(self.bus, self.validator, self.stats, source)
@@ -61,7 +61,7 @@ class Service:
 
     def app(self) -> web.Application:
         """The HTTP app: metrics, health, API, board, and ``POST /ingest`` (HTTP push into the bus)."""
-        app = make_app(self.engine, self.registry, self.ready, self.status, self.config.http.token,
+        app = make_app(self.engine, self.metrics, self.ready, self.status, self.config.http.token,
                        self.config.http.max_body_bytes)
         add_push_endpoint(app, self)
         return app

@@ -690,10 +690,10 @@ _SYMBOL = Dashboard(
         )),
         Row("ETF: net inflow", (
             Panel("Active net inflow, intraday windows", "timeseries",
-                  (Target(f'fundflow_etf_net_inflow_cny{{symbol="$symbol", window=~"1m|5m|15m|1h"}}', "{{window}}"),),
+                  (Target('fundflow_etf_net_inflow_cny{symbol="$symbol", window=~"1m|5m|15m|1h"}', "{{window}}"),),
                   unit="currencyCNY", width=12, height=8),
             Panel("Active net inflow, trading-day windows", "bargauge",
-                  (Target(f'fundflow_etf_net_inflow_cny{{symbol="$symbol", window=~"1d|5d|20d"}}', "{{window}}",
+                  (Target('fundflow_etf_net_inflow_cny{symbol="$symbol", window=~"1d|5d|20d"}', "{{window}}",
                           instant=True),),
                   description="Active net inflow over the session (1d) and the last 5 and 20 trading days.",
                   unit="currencyCNY", width=6, height=8),

@@ -103,8 +103,6 @@ def clean_run(events: Iterable[dict[str, Any]], config: Any = None) -> dict[str,
     Returns the API documents per symbol (as ``ConsumerProc.documents()`` gives them) and the business
     series of /metrics.
     """
-    from prometheus_client import generate_latest
-
     from monitor.bus.memory import MemoryBus
     from monitor.calendars import iso
     from monitor.config import Config
@@ -126,7 +124,7 @@ def clean_run(events: Iterable[dict[str, Any]], config: Any = None) -> dict[str,
     for s in eng.symbols():
         doc = {"symbol": s, "as_of": iso(now) if now is not None else None, **eng.symbol_doc(s)}
         docs[s] = orjson.loads(orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS))
-    return {"documents": docs, "metrics": business_lines(generate_latest(svc.registry).decode()),
+    return {"documents": docs, "metrics": business_lines(svc.metrics.render().decode()),
             "applied": sum(eng.applied.values()), "events": n}
 
 

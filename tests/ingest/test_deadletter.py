@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import orjson
-from prometheus_client import generate_latest
 
 from consumers.engine import Engine
 from monitor.ingest.publisher import MAX_BATCH_BYTES, Publisher
-from monitor.metrics import make_registry
+from monitor.metrics import Exposition
 from tests.ingest.conftest import FlakyBus, dead_letters, trade, validator
 
 
@@ -37,7 +36,6 @@ async def test_payload_paths(publisher: Publisher, bus: FlakyBus) -> None:
 async def test_rejections_exported_per_source_and_reason(publisher: Publisher) -> None:
     await publisher.apublish_raw(b"nope")
     await publisher.apublish_obj(dict(trade(1), price=-1))
-    registry = make_registry(Engine(validator().calendars, 60, False), publisher.stats)
-    text = generate_latest(registry).decode()
+    text = Exposition(Engine(validator().calendars, 60, False), publisher.stats).render().decode()
     assert 'fundflow_events_rejected_total{reason="bad_json",source="test"} 1.0' in text
     assert 'fundflow_events_rejected_total{reason="bad_number",source="test"} 1.0' in text

@@ -8,7 +8,6 @@ from typing import Callable
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import generate_latest
 
 from monitor.bus.memory import MemoryBus
 from monitor.config import Config
@@ -78,7 +77,7 @@ async def test_half_bad_batch_dead_letters_each_bad_one(svc_client) -> None:
     assert {d["source"] for d in letters} == {"push"}
     assert b"{not json" in [d["raw"] for d in letters]  # the original bytes
     assert svc.stats.rejected[("push", "wrong_type")] == 1
-    text = generate_latest(svc.registry).decode()
+    text = svc.metrics.render().decode()
     assert 'fundflow_events_rejected_total{reason="bad_json",source="push"} 1.0' in text
     assert 'fundflow_events_ingested_total{kind="trade",source="push"} 2.0' in text
 

@@ -58,3 +58,11 @@ def test_black_rainstorm_from_a_time_of_day_truncates_the_session() -> None:
     s = cal["HK"].session(D(2025, 9, 24))
     assert s is not None and iso(s.close_ms) == "2025-09-24T11:00:00.000+08:00"
     assert s.break_start_ms is None and s.trading_ms == 90 * 60_000
+
+
+def test_back_from_walks_trading_days_newest_first() -> None:
+    sh = default_calendars()["SH"]
+    walk = sh.back_from(dt.date(2025, 10, 9))  # the first trading day after the National Day holiday
+    assert [next(walk) for _ in range(3)] == [dt.date(2025, 10, 9), dt.date(2025, 9, 30), dt.date(2025, 9, 29)]
+    assert list(sh.back_from(dt.date(2025, 10, 5)))[:1] == [dt.date(2025, 9, 30)]  # from a holiday
+    assert list(sh.back_from(sh.first)) == [sh.first]

@@ -14,7 +14,7 @@ from consumers import basket, macd
 from consumers.engine import Engine
 from monitor.calendars import default_calendars
 from monitor.events import Rejected, Validator
-from monitor.metrics import make_registry
+from monitor.metrics import Exposition
 from monitor.stats import PipelineStats
 
 ETF = "513770.SH"
@@ -153,6 +153,22 @@ def test_macd_null_before_35_closes_then_golden_cross_on_a_jump() -> None:
     assert m["cross"] == -1
 
 
+def test_signals_follow_later_trades_of_the_day() -> None:
+    """The closed history is cached per symbol; today's high, last price and MACD step are not."""
+    days = sh_days("2025-09-12", 40)
+    history = [bar(d, 1.0, high=1.05) for d in days[:-1]]
+    later = [trade(days[-1], "10:00", 1.10, 2), trade(days[-1], "10:01", 0.90, 3)]
+    eng = run(history + [trade(days[-1], "09:31", 1.0, 1)])
+    before = eng.signals_doc(ETF)
+    assert before["new_high"]["20d"] == 0 and before["macd"]["cross"] == 0
+    for i, ev in enumerate(later, 1):
+        eng.apply(Validator(CAL).validate(ev))
+        fresh = run(history + [trade(days[-1], "09:31", 1.0, 1)] + later[:i])
+        assert eng.signals_doc(ETF) == fresh.signals_doc(ETF)
+    after = eng.signals_doc(ETF)
+    assert after["new_high"]["20d"] == 1 and after["high_cny"] == 1.10 and after["macd"]["cross"] == -1
+
+
 def test_macd_for_an_hk_stock_with_bars_only() -> None:
     days = list(CAL["HK"].last_n(dt.date(2025, 9, 12), 36))
     eng = run([bar(d, 80.0 + i * 0.5, sym="09988.HK") for i, d in enumerate(days)])
@@ -181,12 +197,10 @@ def test_basket_weighted_net_buy_and_top_weights() -> None:
 
 
 def test_signals_are_metrics() -> None:
-    from prometheus_client import generate_latest
-
     days = sh_days("2025-09-12", 40)
     eng = run([bar(d, 1.0, shares=10**10, nav=1.0) for d in days[:-1]] + [trade(days[-1], "09:31", 1.1, 1)])
     eng.holdings = basket.from_mapping({ETF: {"00700.HK": "0.5"}})
-    text = generate_latest(make_registry(eng, PipelineStats())).decode()
+    text = Exposition(eng, PipelineStats()).render().decode()
     for line in ('fundflow_etf_new_high{symbol="513770.SH",window="20d"} 1.0',
                  'fundflow_etf_new_high{symbol="513770.SH",window="all"} 1.0',
                  'fundflow_etf_aum_record_cny{symbol="513770.SH"} 1e+10',
