@@ -10,7 +10,7 @@ print the same bytes prometheus_client would (tests/unit/test_exposition.py chec
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -75,6 +75,18 @@ class GaugeText:
         """``labels``: escaped ``name="value"`` pairs in label-name order, as prometheus_client sorts them."""
         self.lines.append(f"{self.name}{{{labels}}} {go_float(value)}\n")
 
+    def add_symbol(self, sym: str, value: float | None) -> None:
+        """One sample labelled ``symbol`` (None: no sample)."""
+        if value is not None:
+            self.add(f'symbol="{sym}"', value)
+
+    def add_each(self, sym: str, label: str, values: Mapping[str, float | None]) -> None:
+        """One sample per key of ``values`` (None: no sample), labelled ``label`` = key and ``symbol``."""
+        for key, value in values.items():
+            if value is not None:
+                pair = f'{label}="{key}"'
+                self.add(f'{pair},symbol="{sym}"' if label < "symbol" else f'symbol="{sym}",{pair}', value)
+
     def text(self, openmetrics: bool) -> str:
         help_ = self.help.replace("\\", r"\\").replace("\n", r"\n")
         if openmetrics:
@@ -100,19 +112,11 @@ def _etf_gauges(engine: Engine) -> list[GaugeText]:
         if doc is None:
             continue
         sym = escape_label(symbol)
-        for window, value in doc["net_inflow_cny"].items():
-            if value is not None:
-                net.add(f'symbol="{sym}",window="{window}"', value)
-        for window, value in doc["creation_net_inflow_cny"].items():
-            if value is not None:
-                creation.add(f'symbol="{sym}",window="{window}"', value)
-        for basis, value in doc["turnover_vs_prev_session_ratio"].items():
-            if value is not None:
-                ratio.add(f'basis="{basis}",symbol="{sym}"', value)
+        net.add_each(sym, "window", doc["net_inflow_cny"])
+        creation.add_each(sym, "window", doc["creation_net_inflow_cny"])
+        ratio.add_each(sym, "basis", doc["turnover_vs_prev_session_ratio"])
         for fam, field in plain:
-            value = doc[field]
-            if value is not None:
-                fam.add(f'symbol="{sym}"', value)
+            fam.add_symbol(sym, doc[field])
     return [net, creation, ratio] + [fam for fam, _ in plain]
 
 
@@ -140,32 +144,22 @@ def _signal_gauges(engine: Engine) -> list[GaugeText]:
             continue
         sym = escape_label(symbol)
         if symbol in etfs:
-            for window, value in doc["new_high"].items():
-                if value is not None:
-                    high.add(f'symbol="{sym}",window="{window}"', value)
-            for window, value in doc["turnover_avg_cny"].items():
-                if value is not None:
-                    avg.add(f'symbol="{sym}",window="{window}"', value)
-            if doc["aum_record_cny"] is not None:
-                record.add(f'symbol="{sym}"', doc["aum_record_cny"])
-            if doc["aum_at_record"] is not None:
-                at_record.add(f'symbol="{sym}"', doc["aum_at_record"])
-        m = doc["macd"]
-        if m["dif"] is not None:
-            dif.add(f'symbol="{sym}"', m["dif"])
-            dea.add(f'symbol="{sym}"', m["dea"])
-            hist.add(f'symbol="{sym}"', m["histogram"])
-            cross.add(f'symbol="{sym}"', m["cross"])
+            high.add_each(sym, "window", doc["new_high"])
+            avg.add_each(sym, "window", doc["turnover_avg_cny"])
+            record.add_symbol(sym, doc["aum_record_cny"])
+            at_record.add_symbol(sym, doc["aum_at_record"])
+        m = doc["macd"]  # all four are null until 35 closes
+        dif.add_symbol(sym, m["dif"])
+        dea.add_symbol(sym, m["dea"])
+        hist.add_symbol(sym, m["histogram"])
+        cross.add_symbol(sym, m["cross"])
     for symbol in sorted(engine.holdings):
         doc = engine.basket_doc(symbol)
         if doc is None:
             continue
         sym = escape_label(symbol)
-        for window, value in doc["southbound_net_buy_hkd"].items():
-            if value is not None:
-                b_net.add(f'symbol="{sym}",window="{window}"', value)
-        for n, value in doc["top_weight_ratio"].items():
-            b_top.add(f'n="{n}",symbol="{sym}"', value)
+        b_net.add_each(sym, "window", doc["southbound_net_buy_hkd"])
+        b_top.add_each(sym, "n", doc["top_weight_ratio"])
     return [high, record, at_record, avg, dif, dea, hist, cross, b_net, b_top]
 
 
@@ -182,13 +176,10 @@ def _southbound_gauges(engine: Engine) -> list[GaugeText]:
         if doc is None:
             continue
         sym = escape_label(symbol)
-        for window, value in doc["net_buy_hkd"].items():
-            if value is not None:
-                sb_net.add(f'symbol="{sym}",window="{window}"', value)
-        streak.add(f'symbol="{sym}"', doc["streak_days"])
-        streak_sum.add(f'symbol="{sym}"', doc["streak_net_buy_hkd"])
-        if doc["provisional_net_buy_hkd"] is not None:
-            provisional.add(f'symbol="{sym}"', doc["provisional_net_buy_hkd"])
+        sb_net.add_each(sym, "window", doc["net_buy_hkd"])
+        streak.add_symbol(sym, doc["streak_days"])
+        streak_sum.add_symbol(sym, doc["streak_net_buy_hkd"])
+        provisional.add_symbol(sym, doc["provisional_net_buy_hkd"])
     return [sb_net, streak, streak_sum, provisional]
 
 
