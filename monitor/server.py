@@ -69,7 +69,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 async def metrics(request: web.Request) -> web.Response:
     exposition = request.app[METRICS]
     openmetrics = "application/openmetrics-text" in request.headers.get("Accept", "")
-    return web.Response(body=exposition.render(openmetrics), headers={"Content-Type": exposition.content_type(openmetrics)})
+    body = await exposition.render_async(openmetrics)
+    return web.Response(body=body, headers={"Content-Type": exposition.content_type(openmetrics)})
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -7,6 +7,7 @@ whole page parsed back and printed again by prometheus_client's own generators.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import math
 from typing import Any, Iterator
@@ -90,3 +91,22 @@ def test_the_page_reprints_byte_for_byte(exposition: Exposition, openmetrics: bo
     business = {g.name for g in business_gauges(exposition.engine)}
     assert len(business) == 24 and business <= {f.name for f in families if f.samples}  # all of them, with samples
     assert reprint(families, openmetrics).decode() == page
+
+
+async def test_the_served_page_is_the_same_page_and_lets_the_consumer_run(exposition: Exposition,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(exposition, "SLICE_SYMBOLS", 2)
+    turns = 0
+
+    async def consumer() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(consumer())
+    await asyncio.sleep(0)
+    page = await exposition.render_async()
+    task.cancel()
+    symbols = len(exposition.engine.etf) + len(exposition.engine.sb)
+    assert page == exposition.render() and turns >= symbols // 2
