@@ -18,6 +18,7 @@ from prometheus_client.core import CollectorRegistry, CounterMetricFamily, Gauge
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from consumers.engine import Engine
 from monitor.calendars import MARKETS
@@ -42,20 +43,6 @@ def wall_ms() -> int:
     return int(time.time() * 1000)
 
 
-_SPECIAL = {"inf": "+Inf", "-inf": "-Inf", "nan": "NaN"}
-
-
-def go_float(value: float) -> str:
-    """A sample value as prometheus_client prints it (Go style: 606000037.0 is 6.06000037e+08)."""
-    s = repr(float(value))
-    dot = s.find(".")
-    if dot > 6 and s[0] != "-":
-        return f"{s[0]}.{s[1:dot]}{s[dot + 1:]}".rstrip("0.") + f"e+{dot - 1:02d}"
-    if dot < 0:
-        return _SPECIAL.get(s, s)
-    return s
-
-
 def escape_label(value: str) -> str:
     if "\\" in value or "\n" in value or '"' in value:
         return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
@@ -74,7 +61,7 @@ class GaugeText:
 
     def add(self, labels: str, value: float) -> None:
         """``labels``: escaped ``name="value"`` pairs in label-name order, as prometheus_client sorts them."""
-        self.lines.append(f"{self.name}{{{labels}}} {go_float(value)}\n")
+        self.lines.append(f"{self.name}{{{labels}}} {floatToGoString(value)}\n")
 
     def add_symbol(self, sym: str, value: float | None) -> None:
         """One sample labelled ``symbol`` (None: no sample)."""
