@@ -10,18 +10,17 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections import Counter
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Hashable, Iterable
 
 from fractions import Fraction
 
 from consumers import basket as basket_mod
 from consumers import highs, macd
 from consumers.bars import DayBar, DayView, ohlc
-from consumers.dedupe import seal
 from consumers.etf import INTRADAY_WINDOWS, EtfDay, EtfState, trade_key
 from consumers.southbound import SouthboundDay, SouthboundState, streak
 from monitor.calendars import DAY_MS, Calendars, TradingCalendar, iso, local_date, local_seconds_of_day
-from monitor.events import Bar, Event, SouthboundDaily, SouthboundTick, Trade, Units, from_micro, mul_micro
+from monitor.events import Bar, Event, Rejected, SouthboundDaily, SouthboundTick, Trade, Units, from_micro, mul_micro
 
 ETF_RETAIN_DAYS = 30  # trading days of ETF aggregates kept (20d window + volume-ratio look-back)
 SB_RETAIN_DAYS = 260  # southbound days are tiny; kept long so long streaks stay visible
@@ -82,11 +81,15 @@ class Engine:
         grace_seconds: int = 60,
         live_clock: bool = False,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        max_late_sessions: int = 1,
     ) -> None:
         self.cal = calendars
         self.grace_ms = grace_seconds * 1000
         self.live_clock = live_clock
         self.wall_ms = wall_ms
+        # trades and ticks of a session more than this many sessions before the stream's current one are
+        # refused (too_late), so the dedupe keys and curves of older days can go
+        self.max_late_sessions = max_late_sessions
         self.as_of_ms: int | None = None  # greatest event time seen
         self.latest_date: dt.date | None = None  # greatest date of date-only events
         self.etf: dict[str, EtfState] = {}
@@ -94,7 +97,7 @@ class Engine:
         self.applied: Counter[str] = Counter()
         self.duplicates: Counter[str] = Counter()
         self.late: Counter[str] = Counter()
-        self.modified: set[DayKey] = set()  # days changed since their last snapshot
+        self.modified: set[DayKey] = set()  # days changed since their last checkpoint
         self.last_event_ms: int | None = None
         self.bars: dict[str, dict[dt.date, DayBar]] = {}  # bar events per symbol and day
         self.holdings: basket_mod.Holdings = {}  # ETF -> [(constituent, weight)]
@@ -104,28 +107,33 @@ class Engine:
         # local day index -> its date: one date object per day instead of one per event (its hash is
         # then computed once too); a few hundred entries a year
         self._dates: dict[int, dt.date] = {}
-        # A day is snapshotted (and its events skipped on recovery) only this long after its close:
-        # until then its late events and its seconds in the intraday windows must be replayed.
-        self.snapshot_hold_ms = 2 * 3_600_000
+        # Lateness is judged per input stream (a Kafka partition): during a catch-up one partition may be
+        # hours ahead of another, and against the greatest time over all of them nearly everything would
+        # look late. stream -> greatest event time seen in it.
+        self.stream_clocks: dict[Hashable, int] = {}
+        self._oldest_accepted: dict[tuple[str, int], dt.date] = {}  # (calendar, clock day index) -> oldest day
 
     # -- applying -----------------------------------------------------------
-    def apply(self, ev: Event, count: bool = True) -> str:
+    def apply(self, ev: Event, count: bool = True, stream: Hashable = None) -> str:
         """Apply one event; returns "applied", "late" (applied, behind the grace) or "duplicate".
 
         ``count=False`` leaves the event counters alone: the event was counted when this process
-        first applied it, and is applied again only to rebuild state after a rebalance.
+        first applied it, and is applied again only to rebuild state after a rebalance. ``stream``
+        names the ordered input the event came from (lateness is judged against that stream's own
+        clock). Raises :class:`Rejected` ("too_late") for a trade or tick of a session older than
+        ``max_late_sessions`` before the stream's current session; nothing of it is applied.
         """
         kind = ev.kind
         if kind == "trade":
-            status = self._trade(ev)  # type: ignore[arg-type]
+            status = self._trade(ev, stream)  # type: ignore[arg-type]  # narrowed by kind
         elif kind == "southbound":
-            status = self._tick(ev)  # type: ignore[arg-type]
+            status = self._tick(ev, stream)  # type: ignore[arg-type]  # narrowed by kind
         elif kind == "units":
-            status = self._units(ev)  # type: ignore[arg-type]
+            status = self._units(ev)  # type: ignore[arg-type]  # narrowed by kind
         elif kind == "bar":
-            status = self._bar(ev)  # type: ignore[arg-type]
+            status = self._bar(ev)  # type: ignore[arg-type]  # narrowed by kind
         else:
-            status = self._daily(ev)  # type: ignore[arg-type]
+            status = self._daily(ev)  # type: ignore[arg-type]  # narrowed by kind
         if not count:
             return status
         if status == "duplicate":
@@ -136,24 +144,60 @@ class Engine:
                 self.late[kind] += 1
         return status
 
-    def _clock(self, ts: int, ts_date: dt.date) -> bool:
-        """Advance the clock to ``ts`` (whose local date the caller already has); True when the
-        event is later than the grace."""
-        as_of = self.as_of_ms
-        if as_of is None or ts > as_of:
-            self.as_of_ms = ts
-            self._as_of_date = ts_date
-            return False
-        return as_of - ts > self.grace_ms
-
-    def _trade(self, t: Trade) -> str:
-        # the per-event path: fields and attributes are read once into locals
-        ts, symbol, tid, amount = t.ts_ms, t.symbol, t.trade_id, t.amount
-        local_ms = ts + _UTC8_MS
-        day_index = local_ms // DAY_MS
+    def _day_of(self, ts: int) -> dt.date:
+        day_index = (ts + _UTC8_MS) // DAY_MS
         day_date = self._dates.get(day_index)
         if day_date is None:
             day_date = self._dates[day_index] = local_date(ts)
+        return day_date
+
+    def _admit(self, ts: int, day_date: dt.date, stream: Hashable, cal_name: str) -> bool:
+        """Refuse a session no longer accepted (raises too_late); True when the event is behind the grace.
+
+        Only reads the clocks: :meth:`_advance` moves them once the event is known not to be a duplicate.
+        """
+        clock = self.stream_clocks.get(stream)
+        if clock is None or ts >= clock:
+            return False
+        clock_index = (clock + _UTC8_MS) // DAY_MS
+        if clock_index != (ts + _UTC8_MS) // DAY_MS:
+            key = (cal_name, clock_index)
+            oldest = self._oldest_accepted.get(key)
+            if oldest is None:
+                oldest = self._oldest_accepted[key] = self._oldest_day(cal_name, self._day_of(clock))
+            if day_date < oldest:
+                raise Rejected("too_late", f"a {day_date.isoformat()} event after its stream reached {iso(clock)}: "
+                                           f"trades and ticks are taken for the last {self.max_late_sessions + 1} "
+                                           "sessions (a daily bar corrects an older day)")
+        return clock - ts > self.grace_ms
+
+    def _oldest_day(self, cal_name: str, clock_day: dt.date) -> dt.date:
+        """The oldest session still taking trades and ticks when a stream's clock is on ``clock_day``."""
+        cal = self.cal[cal_name]
+        cur = cal.at_or_before(clock_day)
+        if cur is None:
+            return clock_day
+        days = cal.last_n(cur, self.max_late_sessions + 1)
+        return days[0] if days else cur
+
+    def _advance(self, ts: int, day_date: dt.date, stream: Hashable) -> None:
+        clocks = self.stream_clocks
+        clock = clocks.get(stream)
+        if clock is None or ts > clock:
+            clocks[stream] = ts
+        as_of = self.as_of_ms
+        if as_of is None or ts > as_of:
+            self.as_of_ms = ts
+            self._as_of_date = day_date
+
+    def _trade(self, t: Trade, stream: Hashable) -> str:
+        # the per-event path: fields and attributes are read once into locals
+        ts, symbol, tid, amount = t.ts_ms, t.symbol, t.trade_id, t.amount
+        local_ms = ts + _UTC8_MS
+        day_date = self._dates.get(local_ms // DAY_MS)
+        if day_date is None:
+            day_date = self._day_of(ts)
+        late = self._admit(ts, day_date, stream, symbol[-2:])
         st = self.etf.get(symbol)
         if st is None:
             st = self._etf_state(symbol)
@@ -161,10 +205,9 @@ class Engine:
         if day is None:
             day = st.day(day_date)
         trade_ids = day.trade_ids
-        if tid in trade_ids:
-            return "duplicate"
-        trade_ids.add(tid)
-        late = self._clock(ts, day_date)
+        if trade_ids is None or not trade_ids.add(tid):
+            return "duplicate"  # (a day without keys is older than every accepted session: not reached)
+        self._advance(ts, day_date, stream)
         reference = None
         if day.tick_last is None:  # first trade of the day: the previous session's last price
             prev = self.cal.for_symbol(symbol).previous(day_date)
@@ -174,39 +217,42 @@ class Engine:
         side = t.side or tick
         if side == "B":
             day.buy += amount
+            signed = amount
             st.windows.add(ts // 1000, amount)
         elif side == "S":
             day.sell += amount
+            signed = -amount
             st.windows.add(ts // 1000, -amount)
-        day.add_trade(trade_key(ts, tid), local_ms % DAY_MS // 1000, t.price, t.volume, amount)  # local_seconds_of_day
+        else:
+            signed = 0
+        day.add_trade(trade_key(ts, tid), local_ms % DAY_MS // 1000, t.price, t.volume, amount, signed)
         self.modified.add((symbol, day_date))
         as_of_date, latest_date = self._as_of_date, self.latest_date
         if (as_of_date is not None and day_date < as_of_date) or (latest_date is not None and day_date < latest_date):
             self._hist_version[symbol] += 1  # a trade for a day that may already be closed
         return "late" if late else "applied"
 
-    def _tick(self, t: SouthboundTick) -> str:
+    def _tick(self, t: SouthboundTick, stream: Hashable) -> str:
         ts, symbol = t.ts_ms, t.symbol
-        day_index = (ts + _UTC8_MS) // DAY_MS
-        day_date = self._dates.get(day_index)
+        day_date = self._dates.get((ts + _UTC8_MS) // DAY_MS)
         if day_date is None:
-            day_date = self._dates[day_index] = local_date(ts)
+            day_date = self._day_of(ts)
+        late = self._admit(ts, day_date, stream, "SB")
         st = self.sb.get(symbol)
         if st is None:
             st = self.sb[symbol] = SouthboundState(symbol)
         day = st.day(day_date)
-        key = (t.channel, t.seq)
         seqs = day.seqs
-        if key in seqs:
+        if seqs is None or not seqs.add(t.channel, t.seq):
             return "duplicate"
-        seqs.add(key)
-        late = self._clock(ts, day_date)
+        self._advance(ts, day_date, stream)
         day.tick_buy += t.buy
         day.tick_sell += t.sell
         self.modified.add((symbol, day_date))
         return "late" if late else "applied"
 
-    def _date_seen(self, date: dt.date) -> None:
+    def note_date(self, date: dt.date) -> None:
+        """A date-only event (units, bar, daily) for ``date`` is held."""
         if self.latest_date is None or date > self.latest_date:
             self.latest_date = date
 
@@ -225,7 +271,7 @@ class Engine:
         if st.units.get(u.date) == rec:
             return "duplicate"
         st.units[u.date] = rec  # a different record for the same date is a correction
-        self._date_seen(u.date)
+        self.note_date(u.date)
         self.modified.add((u.symbol, u.date))
         self._hist_version[u.symbol] += 1
         return "applied"
@@ -236,12 +282,13 @@ class Engine:
         if bars.get(b.date) == rec:
             return "duplicate"
         bars[b.date] = rec  # a different bar for the same date is a correction
-        self._add_bar_day(b.symbol, b.date)
-        self._date_seen(b.date)
+        self.note_bar_day(b.symbol, b.date)
+        self.note_date(b.date)
         self.modified.add((b.symbol, b.date))
         return "applied"
 
-    def _add_bar_day(self, symbol: str, date: dt.date) -> None:
+    def note_bar_day(self, symbol: str, date: dt.date) -> None:
+        """A bar for ``date`` is held: it may extend the symbol's history back."""
         st = self.etf.get(symbol)
         if st is None and _mainland(symbol):  # a mainland bar is an ETF's; an HK bar may be a stock's
             st = self._etf_state(symbol)
@@ -258,7 +305,7 @@ class Engine:
         if day.daily == rec:
             return "duplicate"
         day.daily = rec
-        self._date_seen(d.date)
+        self.note_date(d.date)
         self.modified.add((d.symbol, d.date))
         return "applied"
 
@@ -601,9 +648,9 @@ class Engine:
         for name, d in (("today", cur), ("previous", prev)):
             day = st.days.get(d) if d else None
             points: list[list[float]] = []
-            if day is not None and day.curve:
+            if day is not None and len(day.secs):
                 buckets: dict[int, int] = {}
-                for sec, amount in day.curve.items():
+                for sec, amount in day.curve_items():
                     b = sec - sec % step_s
                     buckets[b] = buckets.get(b, 0) + amount
                 total = 0
@@ -645,72 +692,16 @@ class Engine:
             "late": sum(self.late.values()),
         }
 
-    # -- state snapshots and housekeeping ------------------------------------------------
-    def take_closed_updates(self) -> list[DayKey]:
-        """Days changed since their last snapshot, closed for longer than the snapshot hold."""
-        now = self.now_ms()
-        if now is not None:
-            now -= self.snapshot_hold_ms
-        out = []
-        for key in list(self.modified):
-            if self._day_closed(*key, now):
-                out.append(key)
-                self.modified.discard(key)
-        return sorted(out)
+    # -- checkpoints and housekeeping ---------------------------------------------------
+    def take_updates(self) -> list[DayKey]:
+        """Days changed since the last checkpoint (consumers.codec writes them)."""
+        out = sorted(self.modified)
+        self.modified = set()
+        return out
 
-    def _day_closed(self, symbol: str, day: dt.date, now: int | None) -> bool:
-        """Closed for every part the symbol has (ETF by its exchange, southbound by its rule)."""
-        if symbol in self.etf and not self.is_closed(self.cal.for_symbol(symbol), day, now):
-            return False
-        sb = self.sb.get(symbol)
-        return sb is None or self._sb_closed(self.cal["SB"], day, sb.days.get(day), now)
-
-    def export_day(self, symbol: str, day: dt.date) -> dict[str, Any]:
-        """The closed-day aggregate of one symbol (everything needed to rebuild it)."""
-        rec: dict[str, Any] = {"symbol": symbol, "date": day.isoformat()}
-        st = self.etf.get(symbol)
-        if st is not None:
-            if day in st.days:
-                rec["etf"] = st.days[day].to_state()
-            if day in st.units:
-                rec["units"] = list(st.units[day])
-        sb = self.sb.get(symbol)
-        if sb is not None and day in sb.days:
-            rec["southbound"] = sb.days[day].to_state()
-        bar = self.bars.get(symbol, {}).get(day)
-        if bar is not None:
-            rec["bar"] = bar.to_state()
-        v = self.view(symbol, day)
-        if v is not None:
-            rec["ohlc"] = ohlc(v)  # the day as the signals see it (trades, else the bar), micros
-        return rec
-
-    def import_day(self, rec: dict[str, Any]) -> None:
-        symbol = rec["symbol"]
-        day = dt.date.fromisoformat(rec["date"])
-        if "etf" in rec or "units" in rec:
-            st = self.etf.get(symbol)
-            if st is None:
-                st = self.etf[symbol] = EtfState(symbol)
-            if "etf" in rec:
-                st.days[day] = EtfDay.from_state(rec["etf"])
-                if st.first_day is None or day < st.first_day:
-                    st.first_day = day
-            if "units" in rec:
-                st.units[day] = tuple(rec["units"])  # type: ignore[assignment]
-                self._date_seen(day)
-        if "bar" in rec:
-            self.bars.setdefault(symbol, {})[day] = DayBar.from_state(rec["bar"])
-            self._add_bar_day(symbol, day)
-            self._date_seen(day)
+    def history_changed(self, symbol: str) -> None:
+        """The symbol's closed history changed: cached signals are computed again."""
         self._hist_version[symbol] += 1
-        if "southbound" in rec:
-            sb = self.sb.get(symbol)
-            if sb is None:
-                sb = self.sb[symbol] = SouthboundState(symbol)
-            sb.days[day] = SouthboundDay.from_state(rec["southbound"])
-            if sb.days[day].daily is not None:
-                self._date_seen(day)
 
     def drop_symbols(self, symbols: Iterable[str]) -> None:
         """Forget symbols (their partitions moved to another consumer)."""
@@ -722,12 +713,25 @@ class Engine:
             self._closed_cache.pop(s, None)
         self.modified = {k for k in self.modified if k[0] not in gone}
 
+    def forget_streams(self, streams: Iterable[Hashable]) -> None:
+        """Streams (partitions) this process no longer reads: their clocks stop holding old keys."""
+        for s in streams:
+            self.stream_clocks.pop(s, None)
+
     def prune(self) -> None:
-        """Bound memory: expire window seconds, old days, intraday curves of closed days."""
+        """Bound memory: expire window seconds and old days; compact the curves of days before the current
+        one; forget the dedupe keys of sessions that no longer take trades or ticks.
+
+        Every day changed here is marked modified, so the next checkpoint writes it as it now is.
+        """
         now = self.now_ms()
         if now is None:
             return
         now_sec = now // 1000
+        # dedupe keys must outlive the slowest stream's accepted sessions (a lagging partition may still
+        # send a duplicate of a day the others have left behind)
+        slowest = min(self.stream_clocks.values()) if self.stream_clocks else self.as_of_ms
+        modified = self.modified
         for sym, st in self.etf.items():
             st.windows.advance(now_sec)
             cal = self.cal.for_symbol(sym)
@@ -739,25 +743,41 @@ class Engine:
             prev = cal.previous(cur)
             hist = cal.last_n(cur, HISTORY_RETAIN_DAYS)
             hist_oldest = hist[0] if hist else cur
+            keys_from = self._oldest_day(sym[-2:], self._day_of(slowest)) if slowest is not None else None
             for d in [d for d in st.days if d < oldest]:
                 summary = DayBar.of_day(st.days.pop(d))  # the daily bar of a traded day outlives its trades
+                modified.add((sym, d))  # its checkpoint records go too
                 if summary is not None and d >= hist_oldest:
                     st.summaries[d] = summary
             for d in [d for d in st.summaries if d < hist_oldest]:
                 del st.summaries[d]
+                modified.add((sym, d))
                 self._hist_version[sym] += 1
             for d, day in st.days.items():
-                if prev is not None and d < prev:
-                    day.curve = {}
-                    day._cum = None
-                    # trade ids stay while the day is kept (a re-sent old trade is still a duplicate, so the
-                    # final state does not depend on when a checkpoint happened to prune), sealed to 8 bytes each
-                    day.trade_ids = seal(day.trade_ids)
+                if d >= cur:
+                    continue
+                if day.nets is not None:
+                    day.compact()
+                    modified.add((sym, d))
+                if prev is not None and d < prev and len(day.secs):
+                    day.secs, day.amounts = type(day.secs)(day.secs.typecode), type(day.amounts)(day.amounts.typecode)
+                    modified.add((sym, d))
+                if day.trade_ids is not None and keys_from is not None and d < keys_from:
+                    day.trade_ids = None
+                    modified.add((sym, d))
             old_units = sorted(d for d in st.units if d < oldest)
             for d in old_units[:-1]:  # the last one before the window is the baseline of the first inflow
-                aum = mul_micro(*st.units.pop(d))
+                shares, nav = st.units.pop(d)
+                modified.add((sym, d))
+                aum = mul_micro(shares, nav)
                 if st.aum_folded is None or aum > st.aum_folded:
                     st.aum_folded = aum  # the AUM record survives the pruning of its day
+                bar = self.bars.get(sym, {}).get(d)
+                if bar is not None and (bar.shares, bar.nav) != (shares, nav):
+                    # the units record wins over the bar's shares x NAV, also once the record is gone
+                    bar.shares, bar.nav = shares, nav
+                    self._hist_version[sym] += 1
+        modified = self.modified
         for sym, bars in self.bars.items():
             cal = self.cal.for_symbol(sym)
             cur = self.current_day(cal, now)
@@ -767,6 +787,7 @@ class Engine:
             old = [d for d in bars if d < hist[0]]
             for d in old:
                 del bars[d]
+                modified.add((sym, d))
             if old:
                 self._hist_version[sym] += 1
         sb_cal = self.cal["SB"]
@@ -775,11 +796,13 @@ class Engine:
             return
         keep = sb_cal.last_n(cur, SB_RETAIN_DAYS)
         oldest = keep[0] if keep else cur
-        sb_prev = sb_cal.previous(cur)
-        for st in self.sb.values():
-            for d in [d for d in st.days if d < oldest]:
-                del st.days[d]  # its seqs go with it; until then a re-sent tick is still a duplicate
-            if sb_prev is not None:
-                for d, day in st.days.items():
-                    if d < sb_prev and type(day.seqs) is set:
-                        day.seqs = seal(day.seqs)
+        keys_from = self._oldest_day("SB", self._day_of(slowest)) if slowest is not None else None
+        for sym, sb in self.sb.items():
+            for d in [d for d in sb.days if d < oldest]:
+                del sb.days[d]
+                modified.add((sym, d))
+            if keys_from is not None:
+                for d, sday in sb.days.items():
+                    if d < keys_from and sday.seqs is not None:
+                        sday.seqs = None
+                        modified.add((sym, d))

@@ -1,11 +1,10 @@
 """Feeds the engine from a bus: validate, apply, checkpoint, recover.
 
-Checkpoint (every ``commit_interval_s``): closed-day aggregates that changed
-are written to the compacted state topic, with the partition's replay start
-and clock in a marker record, flushed, and only then are offsets committed.
-So whatever a consumer has committed can be rebuilt: load the aggregates and
-the marker, replay from min(marker start, committed offset), and skip events
-a loaded aggregate already covers.
+Checkpoint (every ``checkpoint_interval_s``, default 30 s): every symbol-day changed since the last
+one, open days included, is written to the compacted state topic (consumers.codec: only the changed
+parts), flushed, then each owned partition's marker with its replay positions and clocks, flushed,
+then offsets are committed. Recovery loads the newest complete checkpoint and replays only the events
+after its positions: seconds of a heavy day, not the day since midnight.
 """
 
 from __future__ import annotations
@@ -20,15 +19,13 @@ from typing import Any, Callable, Iterable
 
 import orjson
 
+from consumers.codec import Marker, PartitionState, Produced, StateWriter, marker_key, read_state
 from consumers.engine import Engine
 from monitor.bus import EVENT_TOPICS, Bus, Consumer, Record, TopicPartition
-from monitor.calendars import local_date, midnight_ms
 from monitor.stats import PipelineStats
-from monitor.events import DATE_KINDS, DEADLETTER_TOPIC, KIND_OF_TOPIC, STATE_TOPIC, Rejected, Validator
+from monitor.events import DEADLETTER_TOPIC, KIND_OF_TOPIC, STATE_TOPIC, Rejected, Validator
 
 log = logging.getLogger("fundflow.consumer")
-MARKER = "__checkpoint__"
-WINDOW_MARGIN_MS = 3_600_000  # the widest intraday window
 
 
 MAX_DEADLETTER_ORIGINAL = 64 * 1024  # bytes of the original kept in a dead letter
@@ -49,41 +46,49 @@ def deadletter_record(raw: bytes, source: str, reason: str, detail: str) -> byte
 
 
 class ConsumerRunner:
+    """One consumer group member: recovers the partitions it is given, applies, checkpoints.
+
+    Guarantees: after a crash at any moment, the state rebuilt from the state topic plus the events
+    replayed from the last complete checkpoint's positions equals the state of an uninterrupted run
+    (every event applied exactly once); ``ready`` is True only once the member has had its first
+    assignment and every assigned partition is recovered and caught up to where it ended at the
+    assignment.
+    """
+
     def __init__(
         self,
         bus: Bus,
         engine: Engine,
         validator: Validator,
         group_id: str = "fundflow",
-        commit_interval_s: float = 1.0,
+        checkpoint_interval_s: float = 30.0,
         poll_max_records: int = 5000,
-        session_margin_ms: int = 3_600_000,
         stats: PipelineStats | None = None,
         observe_lag: bool = True,
+        housekeeping_interval_s: float = 1.0,
     ) -> None:
         self.bus = bus
         self.engine = engine
         self.validator = validator
         self.group_id = group_id
-        self.commit_interval_s = commit_interval_s
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self.housekeeping_interval_s = housekeeping_interval_s
         self.poll_max_records = poll_max_records
-        self.replay_margin_ms = session_margin_ms + WINDOW_MARGIN_MS
-        engine.snapshot_hold_ms = self.replay_margin_ms  # events up to close + margin, in windows 1h more
         self.observe_lag = observe_lag
         self.stats = stats if stats is not None else PipelineStats()
+        self.writer = StateWriter(engine, group_id)
         self.ready = False
         self.connected = False
         self._consumer: Consumer | None = None
         self._pending: list[tuple[str, Any]] = []  # from rebalance callbacks (consumer thread)
         self._pending_lock = threading.Lock()
         self._assigned_unrecovered: set[TopicPartition] = set()
+        self._assigned_once = False
         self._positions: dict[TopicPartition, int] = {}  # next offset to read, per owned partition
         # per partition ever owned: below this offset this process has already counted every record, so
         # a replay after a rebalance rebuilds state without counting (or dead-lettering) anything twice
         self._counted_until: dict[TopicPartition, int] = {}
         self._symbol_partition: dict[str, int] = {}
-        self._covered: dict[tuple[str, str], dict[str, int]] = {}  # (symbol, iso date) -> topic -> offset
-        self._cover_until: dict[TopicPartition, int] = {}  # below this offset an event may be covered
         self._ready_targets: dict[TopicPartition, int] = {}
         self._assign_started: float | None = None
         self.applied_total = 0
@@ -94,43 +99,35 @@ class ConsumerRunner:
         # coordinator), so the seek to the recovery start happens in _recover, after poll().
         with self._pending_lock:
             self._assigned_unrecovered.update(tps)
+            self._pending.append(("joined", None))
 
     def _recover(self, consumer: Consumer, tps: list[TopicPartition]) -> None:
-        """Load closed days and seek newly assigned partitions to their replay start (consumer thread)."""
+        """Read the state of newly assigned partitions and seek them to their replay start (consumer thread)."""
         started = time.monotonic()
         parts = sorted({p for _, p in tps})
-        records, markers = [], {}
+        raw: dict[int, list[tuple[bytes | None, bytes | None]]] = {p: [] for p in parts}
         for rec in self.bus.read_partitions(STATE_TOPIC, parts):
-            if rec.value is None:
-                continue
+            raw[rec.partition].append((rec.key, rec.value))
+        states: dict[int, PartitionState] = {}
+        for p in parts:
             try:
-                data = orjson.loads(rec.value)
-            except orjson.JSONDecodeError:
-                log.warning("unreadable state record at %s[%d]@%d skipped", STATE_TOPIC, rec.partition, rec.offset)
-                continue
-            if data.get("symbol") == MARKER:
-                markers[rec.partition] = data
-            else:
-                records.append(data)
-        start_ms = {p: markers[p]["replay_from_ms"] for p in markers}
+                states[p] = read_state(self.group_id, raw[p])
+            except (ValueError, KeyError, TypeError) as exc:  # a record this version cannot read: start over
+                log.error("state partition %s[%d] unreadable (%s): rebuilding it from the event topics",
+                          STATE_TOPIC, p, exc)
+                states[p] = PartitionState()
         begin = consumer.beginning_offsets(tps)
         ends = consumer.end_offsets(tps)
         starts: dict[TopicPartition, int] = {}
         for tp in tps:
-            committed = consumer.committed(tp)
-            start = None
-            if tp[1] in start_ms:
-                start = consumer.offsets_for_time([tp], start_ms[tp[1]])[tp]
-                if start is None:
-                    start = ends[tp]
-            if start is None:
-                start = begin[tp]
-            if committed is not None:
-                start = min(start, committed)
+            marker = states[tp[1]].marker
+            start = marker.positions.get(tp[0]) if marker is not None else None
+            if start is None or start < begin[tp]:
+                start = begin[tp]  # no checkpoint of it (or its events were deleted): from the beginning
             consumer.seek(tp, start)
             starts[tp] = start
         with self._pending_lock:
-            self._pending.append(("assign", (starts, records, markers, ends, started)))
+            self._pending.append(("assign", (starts, states, ends, started)))
 
     def _poll(self, consumer: Consumer) -> list[Record]:
         """One poll on the consumer thread; partitions assigned during it are recovered first."""
@@ -155,48 +152,48 @@ class ConsumerRunner:
         with self._pending_lock:
             pending, self._pending = self._pending, []
         for what, payload in pending:
-            if what == "revoke":
+            if what == "joined":
+                self._assigned_once = True
+            elif what == "revoke":
                 lost = {p for _, p in payload}
                 for tp in payload:
                     self._positions.pop(tp, None)
                     self._ready_targets.pop(tp, None)
-                    self._cover_until.pop(tp, None)
                 owned = {p for _, p in self._positions}
                 gone = {s for s, p in self._symbol_partition.items() if p in lost and p not in owned}
                 self.engine.drop_symbols(gone)
+                self.engine.forget_streams(payload)
+                self.writer.forget(gone)
                 for s in gone:
                     del self._symbol_partition[s]
-                self._covered = {k: v for k, v in self._covered.items() if k[0] not in gone}
                 log.info("partitions revoked: %s (%d symbols dropped)", _fmt(payload), len(gone))
             else:
-                starts, records, markers, ends, started = payload
-                for data in records:
-                    self.engine.import_day(data)
-                    p = data["partition"]
-                    self._symbol_partition[data["symbol"]] = p
-                    self._remember_cover(data["symbol"], data["date"], p, data.get("covered", {}))
-                for m in markers.values():
-                    if m.get("as_of_ms") is not None:
-                        self.engine.as_of_ms = max(self.engine.as_of_ms or m["as_of_ms"], m["as_of_ms"])
-                for tp, start in starts.items():
-                    self._positions[tp] = start
-                    self._ready_targets[tp] = ends.get(tp, 0)
-                self._assign_started = started
-                self.ready = False
-                log.info("partitions assigned: %s (%d closed days loaded)", _fmt(starts), len(records))
+                self._assigned(*payload)
 
-    def _remember_cover(self, symbol: str, date: str, partition: int, covered: dict[str, int]) -> None:
-        self._covered[(symbol, date)] = covered
-        for topic, off in covered.items():
-            tp = (topic, partition)
-            if off > self._cover_until.get(tp, -1):
-                self._cover_until[tp] = off
+    def _assigned(self, starts: dict[TopicPartition, int], states: dict[int, PartitionState],
+                  ends: dict[TopicPartition, int], started: float) -> None:
+        loaded = 0
+        for p, state in states.items():
+            for symbol in self.writer.load(p, state):
+                self._symbol_partition[symbol] = p
+            loaded += len(state.records)
+            if state.marker is not None:
+                streams = {topic: (topic, p) for topic in state.marker.stream_clocks}
+                self.writer.apply_marker(state.marker, streams)
+            if state.orphans:
+                log.warning("state partition %s[%d]: %d records of an unfinished checkpoint ignored (rewritten "
+                            "at the next one)", STATE_TOPIC, p, sum(len(v) for v in state.orphans.values()))
+        for tp, start in starts.items():
+            self._positions[tp] = start
+            self._ready_targets[tp] = ends.get(tp, 0)
+        self._assign_started = started
+        self.ready = False
+        log.info("partitions assigned: %s (%d state records loaded)", _fmt(starts), loaded)
 
     # -- applying ------------------------------------------------------------------------
     def apply_records(self, records: Iterable[Record]) -> None:
         engine, validator, stats = self.engine, self.validator, self.stats
-        positions, symbol_partition, covered = self._positions, self._symbol_partition, self._covered
-        cover_until = self._cover_until
+        positions, symbol_partition = self._positions, self._symbol_partition
         now_s = time.time()
         observe = stats.observe_lag if self.observe_lag else None
         n = 0
@@ -207,29 +204,21 @@ class ConsumerRunner:
             fresh = rec.offset >= counted_until.get(tp, 0)
             if fresh:
                 counted_until[tp] = rec.offset + 1
+            positions[tp] = rec.offset + 1
             try:
                 ev = validator.decode(rec.value, KIND_OF_TOPIC.get(topic))
+                engine.apply(ev, fresh, tp)
             except Rejected as exc:
                 if fresh:
                     self.reject(rec.value, f"consumer:{topic}", exc.reason, exc.detail)
-                positions[tp] = rec.offset + 1
                 continue
-            symbol = ev.symbol
-            if cover_until and rec.offset < cover_until.get(tp, -1):
-                day = ev.date if ev.kind in DATE_KINDS else local_date(ev.ts_ms)  # type: ignore[union-attr]
-                cov = covered.get((symbol, day.isoformat()))
-                if cov is not None and rec.offset < cov.get(topic, -1):
-                    positions[tp] = rec.offset + 1
-                    continue  # already inside a loaded closed-day aggregate
-            engine.apply(ev, fresh)
-            symbol_partition[symbol] = rec.partition
-            positions[tp] = rec.offset + 1
+            symbol_partition[ev.symbol] = rec.partition
             if not fresh:
                 stats.replayed += 1
                 continue
             n += 1
             if observe is not None and ev.kind in ("trade", "southbound"):
-                observe(max(0.0, now_s - ev.ts_ms / 1000))  # type: ignore[union-attr]
+                observe(max(0.0, now_s - ev.ts_ms / 1000))  # type: ignore[union-attr]  # trades and ticks have ts_ms
         if n:
             stats.last_event_wall_s["consumer"] = now_s
             self.applied_total += n
@@ -239,49 +228,63 @@ class ConsumerRunner:
         self.bus.produce(DEADLETTER_TOPIC, None, deadletter_record(raw or b"", source, reason, detail))
 
     # -- checkpoint ----------------------------------------------------------------------
-    def _snapshot_payloads(self) -> tuple[list[tuple[int, bytes, bytes]], list[Any]]:
-        """Closed-day aggregates and per-partition markers to persist (loop thread)."""
-        engine = self.engine
-        out = []
-        keys = engine.take_closed_updates()
-        by_partition: dict[int, dict[str, int]] = {}
-        for (topic, p), pos in self._positions.items():
-            if pos >= 0:
-                by_partition.setdefault(p, {})[topic] = pos
-        for symbol, day in keys:
-            p = self._symbol_partition.get(symbol)
-            if p is None:
-                continue
-            rec = engine.export_day(symbol, day)
-            rec["partition"] = p
-            rec["covered"] = by_partition.get(p, {})
-            out.append((p, f"{symbol}|{rec['date']}".encode(), orjson.dumps(rec)))
-        now = engine.now_ms()
-        open_dates = {p: [] for p in {p for _, p in self._positions}}  # type: dict[int, list]
-        for symbol, day in engine.modified:
-            p = self._symbol_partition.get(symbol)
-            if p in open_dates:
-                open_dates[p].append(day)
-        for p, dates in open_dates.items():
-            if now is not None:
-                dates.append(local_date(now))
-            if not dates:
-                continue
-            start = midnight_ms(min(dates)) - self.replay_margin_ms
-            marker = {"symbol": MARKER, "partition": p, "replay_from_ms": start, "as_of_ms": engine.as_of_ms}
-            out.append((p, f"{MARKER}|{p}".encode(), orjson.dumps(marker)))
-        return out, keys
+    def checkpoint_records(self) -> tuple[list[Produced], list[Produced], Callable[[bool], None]]:
+        """State records and markers for everything changed since the last checkpoint (loop thread).
 
-    def _checkpoint(self, consumer: Consumer, payloads: list[tuple[int, bytes, bytes]],
-                    offsets: dict[TopicPartition, int]) -> dict[TopicPartition, tuple[int, int]]:
-        """Persist aggregates, flush, then commit; returns (position, end offset) per owned partition."""
-        for p, key, value in payloads:
-            self.bus.produce(STATE_TOPIC, key, value, partition=p)
+        Returns (records, markers, done): produce the records, flush, produce the markers, flush, then
+        call ``done(True)``; on any failure call ``done(False)`` (the next checkpoint writes the same keys).
+        """
+        engine = self.engine
+        keys = engine.take_updates()
+        owned = sorted({p for _, p in self._positions})
+        gens = {p: self.writer.next_gen(p) for p in owned}
+        records, bumps = self.writer.encode(keys, self._symbol_partition, gens)
+        markers: list[Produced] = []
+        for p in owned:
+            positions = {t: pos for (t, q), pos in self._positions.items() if q == p}
+            clocks = {t: c for (t, q), c in ((s, c) for s, c in engine.stream_clocks.items() if isinstance(s, tuple))
+                      if q == p}
+            marker = Marker(gens[p], positions, engine.as_of_ms, clocks)
+            markers.append((p, marker_key(self.group_id, p), marker.to_json()))
+
+        def done(ok: bool) -> None:
+            if ok:
+                self.writer.commit(bumps, keys, gens)
+            else:
+                self.writer.failed(keys)
+
+        return records, markers, done
+
+    def _checkpoint(self, consumer: Consumer, records: list[Produced], markers: list[Produced],
+                    offsets: dict[TopicPartition, int]) -> None:
+        """Persist state, flush, then the markers, flush, then commit (consumer thread)."""
+        produce = self.bus.produce
+        for p, key, value in records:
+            produce(STATE_TOPIC, key, value, partition=p)
         self.bus.flush()
-        consumer.commit(offsets)
+        for p, key, value in markers:
+            produce(STATE_TOPIC, key, value, partition=p)
+        self.bus.flush()
+        consumer.commit(offsets)  # for lag tools; recovery resumes from the markers
+
+    def _progress(self, consumer: Consumer) -> dict[TopicPartition, tuple[int, int]]:
+        """(position, end offset) per owned partition (consumer thread)."""
         owned = list(consumer.assignment())
         ends = consumer.end_offsets(owned) if owned else {}
         return {tp: (consumer.position(tp), ends.get(tp, 0)) for tp in owned}
+
+    def _check_ready(self) -> None:
+        if self.ready or not self._assigned_once:
+            return
+        with self._pending_lock:
+            if self._assigned_unrecovered:
+                return
+        positions = self._positions
+        if all(positions.get(tp, 0) >= target for tp, target in self._ready_targets.items()):
+            self.ready = True
+            if self._assign_started is not None:
+                self.stats.recovery_seconds = time.monotonic() - self._assign_started
+                log.info("state recovered in %.2fs; consuming live", self.stats.recovery_seconds)
 
     # -- the loop ------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event, until_caught_up: bool = False,
@@ -293,7 +296,7 @@ class ConsumerRunner:
             self._consumer = consumer = await loop.run_in_executor(
                 ex, lambda: self.bus.consumer(self.group_id, EVENT_TOPICS, self._on_assign, self._on_revoke))
             self.connected = True
-            last_cp = time.monotonic()
+            last_cp = last_hk = time.monotonic()
             idle_polls = 0
             while not stop.is_set():
                 records = await loop.run_in_executor(ex, self._poll, consumer)
@@ -303,12 +306,18 @@ class ConsumerRunner:
                     idle_polls = 0
                 else:
                     idle_polls += 1
+                self._check_ready()
                 if on_batch is not None:
                     on_batch()
-                if time.monotonic() - last_cp >= self.commit_interval_s or (until_caught_up and idle_polls):
+                now = time.monotonic()
+                if now - last_hk >= self.housekeeping_interval_s:
+                    self.engine.prune()
+                    await self._update_lag(loop, ex, consumer)
+                    last_hk = now
+                if now - last_cp >= self.checkpoint_interval_s or (until_caught_up and idle_polls):
+                    self.engine.prune()
                     await self._checkpoint_async(loop, ex, consumer)
                     last_cp = time.monotonic()
-                    self.engine.prune()
                     if until_caught_up and idle_polls and self.ready:
                         break
             await self._checkpoint_async(loop, ex, consumer)
@@ -318,21 +327,24 @@ class ConsumerRunner:
             self.connected = False
             ex.shutdown(wait=False)
 
-    async def _checkpoint_async(self, loop: asyncio.AbstractEventLoop, ex: ThreadPoolExecutor, consumer: Consumer) -> None:
-        payloads, keys = self._snapshot_payloads()
-        offsets = dict(self._positions)
+    async def _update_lag(self, loop: asyncio.AbstractEventLoop, ex: ThreadPoolExecutor, consumer: Consumer) -> None:
         try:
-            progress = await loop.run_in_executor(ex, self._checkpoint, consumer, payloads, offsets)
-        except Exception as exc:  # broker away: keep state, retry at the next checkpoint
-            self.engine.modified.update(keys)
-            log.warning("checkpoint failed, will retry: %s", exc)
+            progress = await loop.run_in_executor(ex, self._progress, consumer)
+        except Exception as exc:  # broker away: the lag stays as last seen
+            log.debug("lag not updated: %s", exc)
             return
         self.stats.consumer_lag = {tp: max(0, end - pos) for tp, (pos, end) in progress.items()}
-        if not self.ready and all(progress[tp][0] >= t for tp, t in self._ready_targets.items() if tp in progress):
-            self.ready = True
-            if self._assign_started is not None:
-                self.stats.recovery_seconds = time.monotonic() - self._assign_started
-                log.info("state recovered in %.2fs; consuming live", self.stats.recovery_seconds)
+
+    async def _checkpoint_async(self, loop: asyncio.AbstractEventLoop, ex: ThreadPoolExecutor, consumer: Consumer) -> None:
+        records, markers, done = self.checkpoint_records()
+        offsets = dict(self._positions)
+        try:
+            await loop.run_in_executor(ex, self._checkpoint, consumer, records, markers, offsets)
+        except Exception as exc:  # broker away: keep state, retry at the next checkpoint
+            done(False)
+            log.warning("checkpoint failed, will retry: %s", exc)
+            return
+        done(True)
 
 
 def _fmt(tps: Iterable[TopicPartition]) -> str:

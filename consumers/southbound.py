@@ -9,17 +9,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Callable, Iterable
 
-from consumers.dedupe import SealedKeys
+from consumers.dedupe import SeqSets
 
 
 class SouthboundDay:
-    __slots__ = ("tick_buy", "tick_sell", "daily", "seqs")
+    __slots__ = ("tick_buy", "tick_sell", "daily", "seqs", "versions")
 
     def __init__(self) -> None:
         self.tick_buy = 0
         self.tick_sell = 0
         self.daily: tuple[int, int] | None = None  # (buy, sell) micro-HKD
-        self.seqs: set[tuple[str, int]] | SealedKeys = set()  # sealed once older than the previous day
+        self.seqs: SeqSets | None = SeqSets()  # None once the day no longer accepts ticks
+        self.versions: dict[str, int] = {}  # checkpoint record -> times written (see consumers.codec)
 
     @property
     def net(self) -> int:
@@ -28,13 +29,17 @@ class SouthboundDay:
         return self.tick_buy - self.tick_sell
 
     def to_state(self) -> dict[str, Any]:
-        return {"tick_buy": self.tick_buy, "tick_sell": self.tick_sell, "daily": self.daily}
+        return {"tick_buy": self.tick_buy, "tick_sell": self.tick_sell, "daily": self.daily,
+                "seqs": self.seqs.to_state() if self.seqs is not None else None}
 
     @classmethod
     def from_state(cls, data: dict[str, Any]) -> "SouthboundDay":
         day = cls()
         day.tick_buy, day.tick_sell = data["tick_buy"], data["tick_sell"]
-        day.daily = tuple(data["daily"]) if data["daily"] is not None else None  # type: ignore[assignment]
+        daily = data["daily"]
+        day.daily = (int(daily[0]), int(daily[1])) if daily is not None else None
+        seqs = data.get("seqs")
+        day.seqs = SeqSets.from_state(seqs) if seqs is not None else None
         return day
 
 

@@ -11,6 +11,7 @@ live trade) is one addition whatever the number of windows.
 from __future__ import annotations
 
 import bisect
+from array import array
 
 _NEVER = -(1 << 62)
 
@@ -24,8 +25,10 @@ class SlidingSums:
         if list(widths) != sorted(widths):
             raise ValueError("widths must be ascending: the last one bounds what is kept")
         self.widths = widths
-        self.secs: list[int] = []  # sorted distinct seconds held (within the widest window)
-        self.vals: dict[int, int] = {}
+        # sorted distinct seconds held (within the widest window) and each one's sum: two compact arrays
+        # (16 bytes a second) rather than a dict of ints (~100)
+        self.secs = array("q")
+        self.vals = array("q")
         self.total = 0  # every value added within the widest window (exact integers)
         self.dropped = [0] * len(widths)  # per window: the part of total behind its cut
         self.cuts = [_NEVER] * len(widths)
@@ -35,17 +38,19 @@ class SlidingSums:
         cuts = self.cuts
         if sec <= cuts[-1]:  # older than the widest window: in no window at all
             return
-        vals = self.vals
-        held = vals.get(sec)
-        if held is not None:
-            vals[sec] = held + value
+        secs, vals = self.secs, self.vals
+        if secs and sec == secs[-1]:
+            vals[-1] += value
+        elif not secs or sec > secs[-1]:
+            secs.append(sec)
+            vals.append(value)
         else:
-            vals[sec] = value
-            secs = self.secs
-            if not secs or sec > secs[-1]:
-                secs.append(sec)
+            i = bisect.bisect_left(secs, sec)
+            if secs[i] == sec:
+                vals[i] += value
             else:
-                bisect.insort(secs, sec)
+                secs.insert(i, sec)
+                vals.insert(i, value)
         self.total += value
         # cuts only ever move to (clock - width), so they descend as widths ascend: a second newer
         # than the first cut is in every window; else it is behind the cuts of the narrower ones
@@ -66,14 +71,17 @@ class SlidingSums:
             lo = bisect.bisect_right(secs, old)
             hi = bisect.bisect_right(secs, cut)
             if hi > lo:
-                dropped[i] += sum(vals[s] for s in secs[lo:hi])
+                dropped[i] += sum(vals[lo:hi])
             cuts[i] = cut
         # seconds outside the widest window are no longer needed
         drop = bisect.bisect_right(secs, cuts[-1])
-        if drop:
-            for s in secs[:drop]:
-                del vals[s]
+        if drop:  # behind every cut: out of the total and out of every window's dropped part alike
+            gone = sum(vals[:drop])
+            self.total -= gone
+            for i in range(len(dropped)):
+                dropped[i] -= gone
             del secs[:drop]
+            del vals[:drop]
 
     def values(self, now_sec: int) -> list[int]:
         self.advance(now_sec)

@@ -36,6 +36,8 @@ class KafkaConfig:
     linger_ms: int = 20
     batch_size: int = 262144
     buffer_max_events: int = 100_000
+    # consumer state checkpoints (open days included): a restart replays only the events after the last one
+    checkpoint_interval_s: float = 30.0
 
     def client_security(self) -> dict[str, Any]:
         """kafka-python keyword arguments for SASL/TLS; empty values are left out."""
@@ -89,6 +91,9 @@ class ComputeConfig:
     session_margin_minutes: int = 60
     max_payload_bytes: int = 64 * 1024
     live_clock: bool = False  # as_of = max(event time, wall clock)
+    # trades and ticks are taken for the current session and this many before it; older ones are
+    # dead-lettered as too_late (a daily bar corrects an older day)
+    max_late_sessions: int = 1
     closures: list[Closure] = field(default_factory=list)
 
 

@@ -28,12 +28,13 @@ class Service:
         c = config.compute
         self.calendars = Calendars(parse_closures(c.closures)) if c.closures else default_calendars()
         self.validator = Validator(self.calendars, c.session_margin_minutes, c.max_payload_bytes)
-        self.engine = Engine(self.calendars, c.grace_seconds, c.live_clock if live_clock is None else live_clock)
+        self.engine = Engine(self.calendars, c.grace_seconds, c.live_clock if live_clock is None else live_clock,
+                             max_late_sessions=c.max_late_sessions)
         self.engine.holdings = load_holdings(config)
         self.stats = PipelineStats()
         self.bus = bus if bus is not None else make_bus(config)
         self.runner = ConsumerRunner(self.bus, self.engine, self.validator, config.kafka.group_id, stats=self.stats,
-                                     session_margin_ms=c.session_margin_minutes * 60_000)
+                                     checkpoint_interval_s=config.kafka.checkpoint_interval_s)
         self.market_clock_ms: Callable[[], int] = (lambda: self.engine.now_ms() or 0) if simulated_market else wall_ms
         self.metrics = Exposition(self.engine, self.stats, self.market_clock_ms)
 

@@ -26,7 +26,7 @@ class Record:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone (compacted topics)
     timestamp: int  # epoch ms (event time: producers set it)
 
 
@@ -62,7 +62,7 @@ class Bus(Protocol):
     def ensure_topics(self) -> None:
         """Create the event, dead-letter and (compacted) state topics when missing."""
 
-    def produce(self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int | None = None,
+    def produce(self, topic: str, key: bytes | None, value: bytes | None, timestamp_ms: int | None = None,
                 partition: int | None = None) -> None: ...
 
     def flush(self, timeout_s: float | None = None) -> None:

@@ -85,7 +85,7 @@ class KafkaBus:
         with self._lock:
             self._errors.append(exc)
 
-    def produce(self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int | None = None,
+    def produce(self, topic: str, key: bytes | None, value: bytes | None, timestamp_ms: int | None = None,
                 partition: int | None = None) -> None:
         if partition is None and key is not None:
             partition = self.partition_for(key)

@@ -47,7 +47,7 @@ class MemoryBus:
     def partition_for(self, key: bytes) -> int:
         return zlib.crc32(key) % self.partitions
 
-    def produce(self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int | None = None,
+    def produce(self, topic: str, key: bytes | None, value: bytes | None, timestamp_ms: int | None = None,
                 partition: int | None = None) -> None:
         if partition is None:
             partition = self.partition_for(key) if key is not None else 0

@@ -36,7 +36,10 @@ service does, and the tests pin it):
 - Only rejections the rules imply are modelled: ``outside_session`` for an
   event not on a trading day of its market (for a southbound tick: HKEX and
   the mainland exchange of its channel), or further than the session margin
-  (default 60 min) outside its session.
+  (default 60 min) outside its session; ``too_late`` for a trade or tick whose
+  exchange day is before the last ``max_late_sessions + 1`` trading days of its
+  market (southbound days for ticks) on or before the clock's date. The model
+  reads one ordered stream, so its clock is the stream's.
 """
 
 from __future__ import annotations
@@ -196,8 +199,9 @@ class Calendars:
 # --------------------------------------------------------------------------- the model
 class Model:
     def __init__(self, closures: Iterable[Any] = (), grace_seconds: int = 60, session_margin_minutes: int = 60,
-                 top: int = 10, calendars: Calendars | None = None) -> None:
+                 top: int = 10, calendars: Calendars | None = None, max_late_sessions: int = 1) -> None:
         self.cal = calendars or Calendars(closures)
+        self.max_late_sessions = max_late_sessions
         self.grace_ms = grace_seconds * 1000
         self.margin_ms = session_margin_minutes * 60_000
         self.top = top
@@ -231,7 +235,8 @@ class Model:
         arrived: dict[tuple[str, dt.date], list[Decimal]] = defaultdict(list)  # tick rule: prices in arrival order
         last_known: dict[tuple[str, dt.date], tuple[int, int, str, Decimal]] = {}  # (sym, day) -> max trade key + price
 
-        for e in events:
+        self.too_late_at: list[int] = []  # positions of the events refused as too_late
+        for i, e in enumerate(events):
             if not self._valid(e):
                 rejected["outside_session"] += 1
                 continue
@@ -255,6 +260,13 @@ class Model:
                 latest_date = day if latest_date is None or day > latest_date else latest_date
                 continue
             t = ts_ms(e["ts"])
+            if as_of is not None:
+                market = "SB" if kind == "southbound" else self.cal.market(sym)
+                accepted = self.cal.last_n(market, exchange_date(as_of), self.max_late_sessions + 1)
+                if accepted and exchange_date(t) < accepted[0]:
+                    rejected["too_late"] += 1
+                    self.too_late_at.append(i)
+                    continue
             if kind == "trade":
                 key = (sym, str(e["trade_id"]))
                 if key in seen_trades:

@@ -169,10 +169,10 @@ def run_engine(tape: dict[str, Any], prune_at: frozenset[int] = frozenset()) -> 
     for i, obj in enumerate(tape["events"]):
         try:
             ev = validator.decode(encode(validator.validate(obj)))
+            engine.apply(ev)
         except Rejected as exc:
             rejected[exc.reason] += 1
             continue
-        engine.apply(ev)
         if i in prune_at:
             engine.prune()
     engine.prune()
@@ -258,8 +258,22 @@ def test_engine_with_pruning_mid_stream_matches_reference(tape: dict[str, Any], 
 def test_fundflow_replay_matches_reference(tape: dict[str, Any]) -> None:
     """The same through the command line (embedded bus, consumer runner). The bus merges partitions by
     event time, so arrival order across symbols (and with it the late count) is the bus's: not compared."""
+    tape = without_too_late(tape)
     with tempfile.TemporaryDirectory() as tmp:
         check(run_replay(tape, Path(tmp)), tape, skip=frozenset({"late"}))
+
+
+def without_too_late(tape: dict[str, Any]) -> dict[str, Any]:
+    """The tape less the events the one-stream reference refuses as too_late.
+
+    Through the bus each partition has its own clock, never ahead of the one-stream clock at the same
+    event (a partition holds a subset of what came before), so an event the reference takes is taken
+    there too; the refused ones would be judged by a different clock, so they are left out here and
+    covered by the engine-level test and tests/faults."""
+    model = Model(tape["closures"], tape["grace"])
+    model.run(tape["events"])
+    drop = set(model.too_late_at)
+    return {**tape, "events": [e for i, e in enumerate(tape["events"]) if i not in drop]}
 
 
 def test_replay_of_a_time_ordered_tape_counts_late_like_the_reference(tmp_path: Path) -> None:
@@ -272,7 +286,6 @@ def test_replay_of_a_time_ordered_tape_counts_late_like_the_reference(tmp_path: 
     assert got["late"] == 2  # 39 s and 5 s arrive more than 60 s behind 100 s; 40 s is exactly 60 s behind
     assert got["duplicates"] == 0
     check(got, tape)
-
 
 
 CSV_COLUMNS = {"trade": ["symbol", "ts", "price", "volume", "amount", "side", "trade_id"],
@@ -298,5 +311,6 @@ def write_csv(tape: dict[str, Any], tmp: Path) -> list[Path]:
 @given(tapes(max_timed=80))
 def test_replay_of_csv_tapes_one_kind_per_file_matches_reference(tape: dict[str, Any]) -> None:
     """The same tapes as four CSV files (one kind per file): the per-symbol order of each kind is kept."""
+    tape = without_too_late(tape)
     with tempfile.TemporaryDirectory() as tmp:
         check(run_replay(tape, Path(tmp), csv=True), tape, skip=frozenset({"late"}))

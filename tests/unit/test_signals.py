@@ -8,9 +8,11 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+import orjson
 import pytest
 
 from consumers import basket, macd
+from consumers.codec import Marker, StateWriter, marker_key, read_state
 from consumers.engine import Engine
 from monitor.calendars import default_calendars
 from monitor.events import Rejected, Validator
@@ -211,21 +213,27 @@ def test_signals_are_metrics() -> None:
         assert line in text, line
 
 
-# -- restart: the state topic's closed-day aggregates carry the daily bars ----------------------------------------
-def test_signals_survive_export_and_import() -> None:
+# -- restart: the state topic's records carry the daily bars ------------------------------------------------------
+def test_signals_survive_a_checkpoint_and_a_restart() -> None:
     days = sh_days("2025-09-12", 40)
     evs = [bar(d, 1.0 + (i % 7) / 100, shares=10**10, nav=1.0) for i, d in enumerate(days[:-2])]
     evs += [trade(days[-2], "09:31", 1.03, 1), trade(days[-2], "14:00", 1.02, 2),
             trade(days[-1], "09:31", 1.09, 3)]
-    eng = run(evs)
-    rec = eng.export_day(ETF, days[-2])
-    assert rec["ohlc"] == {"open": 1_030_000, "high": 1_030_000, "low": 1_020_000, "close": 1_020_000,
-                           "volume": 200_000_000, "amount": 205_000_000}
+    eng = run(evs[:-1])
+    writer = StateWriter(eng, "g")
+    keys = eng.take_updates()
+    records, bumps = writer.encode(keys, {ETF: 0}, {0: 1})
+    heads = [orjson.loads(v) for _, k, v in records if v is not None and b"|h|" in k]
+    head = next(h for h in heads if h["date"] == days[-2].isoformat())
+    assert head["ohlc"] == {"open": 1_030_000, "high": 1_030_000, "low": 1_020_000, "close": 1_020_000,
+                            "volume": 200_000_000, "amount": 205_000_000}
+    marker = Marker(1, {}, eng.as_of_ms, {})
+    state = read_state("g", [(k, v) for _, k, v in records] + [(marker_key("g", 0), marker.to_json())])
     fresh = Engine(CAL)
-    for d in days[:-1]:
-        fresh.import_day(eng.export_day(ETF, d))
+    StateWriter(fresh, "g").load(0, state)
     v = Validator(CAL)
-    fresh.apply(v.validate(evs[-1]))
+    for e in (eng, fresh):
+        e.apply(v.validate(evs[-1]))
     assert fresh.signals_doc(ETF) == eng.signals_doc(ETF)
 
 
