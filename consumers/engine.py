@@ -769,6 +769,7 @@ class Engine:
             for d in old_units[:-1]:  # the last one before the window is the baseline of the first inflow
                 shares, nav = st.units.pop(d)
                 modified.add((sym, d))
+                self._hist_version[sym] += 1
                 aum = mul_micro(shares, nav)
                 if st.aum_folded is None or aum > st.aum_folded:
                     st.aum_folded = aum  # the AUM record survives the pruning of its day

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 
 from consumers.engine import Engine
@@ -50,3 +52,21 @@ def test_partition_taken_back_after_a_rebalance_is_rebuilt_not_recounted() -> No
     assert {s: engine.symbol_doc(s) for s in engine.symbols()} == first
     assert (sum(engine.applied.values()), sum(engine.duplicates.values()), sum(stats.rejected.values())) == counted
     assert stats.replayed == 3001  # every event applied again (the re-sent trade is a duplicate again), none counted
+
+
+def test_not_ready_before_the_first_assignment_nor_before_the_replay_is_done() -> None:
+    """Ready means assigned and recovered: a restarted pod must not be marked ready with empty state."""
+    cal = default_calendars()
+    bus = MemoryBus(1)
+    bus.ensure_topics()
+    for rec in _records():
+        bus.produce(rec.topic, None, rec.value, partition=0)
+    runner = ConsumerRunner(bus, Engine(cal), Validator(cal), poll_max_records=500)
+    runner._check_ready()
+    assert not runner.ready  # nothing assigned yet: no targets is not "caught up"
+    seen: list[tuple[bool, int]] = []
+    asyncio.run(runner.run(asyncio.Event(), until_caught_up=True,
+                           on_batch=lambda: seen.append((runner.ready, runner.applied_total))))
+    assert runner.applied_total == 3001  # the poison record is dead-lettered, the re-sent trade a duplicate
+    assert [n for ready, n in seen if ready][0] == 3001  # first ready batch: every record read
+    assert len(seen) > 3 and all(not ready for ready, n in seen if n < 3001)

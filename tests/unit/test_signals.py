@@ -129,6 +129,25 @@ def test_aum_record_and_at_record() -> None:
     assert (sig["aum_cny"], sig["aum_record_cny"], sig["aum_at_record"]) == (10.9e9, 10.9e9, 1)
 
 
+def test_the_units_record_still_wins_once_it_ages_out_of_the_retained_days() -> None:
+    """510300.SH: 300 bars (shares 1e9, NAV 1) up to yesterday, except the bar 32 sessions back says
+    3e9 shares; that day's units record says 1.1e9 and the next day's 1.0e9; one trade today. Once the
+    records leave the 30 retained sessions (prune), the bar must not take over: the record is 1.1e9."""
+    sym = "510300.SH"
+    days = sh_days("2025-09-12", 301)
+    today, back32 = days[-1], days[-1 - 32]
+    evs: list[dict[str, Any]] = [bar(d, 1.0, sym=sym, shares=3_000_000_000 if d == back32 else 1_000_000_000, nav=1.0)
+                                 for d in days[:-1]]
+    nxt = days[days.index(back32) + 1]
+    evs += [{"kind": "units", "symbol": sym, "date": back32.isoformat(), "shares_outstanding": 1_100_000_000, "nav": 1},
+            {"kind": "units", "symbol": sym, "date": nxt.isoformat(), "shares_outstanding": 1_000_000_000, "nav": 1},
+            {**trade(today, "10:00", 1.0, 1), "symbol": sym}]
+    eng = run(evs)
+    eng.prune()
+    assert back32 not in eng.etf[sym].units  # aged out of the retained window
+    assert eng.signals_doc(sym)["aum_record_cny"] == 1.1e9  # type: ignore[index]  # the symbol is known
+
+
 # -- MACD -------------------------------------------------------------------------------------------------
 def test_macd_recursion_by_hand() -> None:
     p = macd.fold([Decimal(10), Decimal(13)])
