@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from consumers import basket
+
 ENV_PREFIX = "FUNDFLOW_"
 
 
@@ -202,8 +204,6 @@ def _closure(raw: Mapping[str, Any]) -> Closure:
 
 def load_holdings(cfg: Config) -> "dict[str, list[tuple[str, Any]]]":
     """The ETF holdings of ``[baskets]``: the CSV file first, inline tables replacing an ETF's rows."""
-    from consumers import basket
-
     parts = []
     if cfg.baskets.holdings_csv:
         parts.append(basket.from_csv(Path(cfg.baskets.holdings_csv).read_text(encoding="utf-8")))

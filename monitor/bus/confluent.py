@@ -18,8 +18,10 @@ from typing import Any, Iterable, Iterator
 from confluent_kafka import (OFFSET_BEGINNING, Consumer, IsolationLevel, KafkaError, KafkaException, Producer,
                              TopicPartition)
 from confluent_kafka.admin import AdminClient, OffsetSpec
+from kafka.partitioner.default import murmur2
 
 from monitor.bus import AssignCallback, Record, TopicPartition as TP
+from monitor.bus.kafka import KafkaBus
 from monitor.config import KafkaConfig
 
 log = logging.getLogger("fundflow.kafka")
@@ -51,13 +53,9 @@ class ConfluentBus:
         self._lock = threading.Lock()
 
     def ensure_topics(self) -> None:
-        from monitor.bus.kafka import KafkaBus  # topic creation is rare: one implementation of it
-
-        KafkaBus(self.cfg).ensure_topics()
+        KafkaBus(self.cfg).ensure_topics()  # topic creation is rare: one implementation of it
 
     def partition_for(self, key: bytes) -> int:
-        from kafka.partitioner.default import murmur2
-
         return (murmur2(key) & 0x7FFFFFFF) % self.partitions
 
     # -- producing ---------------------------------------------------------

@@ -19,8 +19,8 @@ from typing import Any, Callable
 
 import orjson
 
-from consumers.runner import deadletter_record
 from monitor.bus import Bus
+from monitor.deadletter import deadletter_record
 from monitor.events import DEADLETTER_TOPIC, TOPICS, Event, Rejected, Validator, encode
 from monitor.ingest.sink import OutRecord, Sink
 from monitor.stats import PipelineStats

@@ -14,7 +14,9 @@ import logging
 import weakref
 from typing import TYPE_CHECKING
 
-from monitor.bus import Bus, make_bus
+from monitor.bus import Bus
+from monitor.bus.factory import make_bus
+from monitor.bus.kafka import KafkaBus
 from monitor.ingest.publisher import Publisher
 from monitor.ingest.sink import Sink, release_sink, shared_sink
 
@@ -30,8 +32,6 @@ def ingest_bus(svc: "Service") -> Bus:
     """The bus the ingestors of ``svc`` produce to (created once per service)."""
     bus = _BUSES.get(svc)
     if bus is None:
-        from monitor.bus.kafka import KafkaBus
-
         bus = make_bus(svc.config) if isinstance(svc.bus, KafkaBus) else svc.bus
         _BUSES[svc] = bus
     return bus

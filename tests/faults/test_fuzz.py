@@ -249,7 +249,7 @@ def test_large_payloads_are_dead_lettered_truncated_not_stuck() -> None:
     Kafka record: a 2 MB MQTT message or a 1 MB record must not make a dead letter Kafka refuses."""
     import base64
 
-    from consumers.runner import deadletter_record
+    from monitor.deadletter import deadletter_record
 
     letter = orjson.loads(deadletter_record(b"z" * (2 * 1024 * 1024), "mqtt", "too_large", "big"))
     assert len(base64.b64decode(letter["original"])) <= 64 * 1024
