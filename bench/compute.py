@@ -123,7 +123,7 @@ class _Server:
         from prometheus_client import CONTENT_TYPE_LATEST
 
         from monitor.server import start_site
-        from tests.harness.services import free_port
+        from harness.services import free_port
 
         self.static_body = self.svc.metrics.render()
         body = self.static_body

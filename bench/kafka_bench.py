@@ -1,4 +1,4 @@
-"""Measurements 2-4 against a real Kafka broker (tests/harness, KRaft from the Maven jars).
+"""Measurements 2-4 against a real Kafka broker (harness/, KRaft from the Maven jars).
 
 Everything that consumes runs as its own process, so CPU seconds are per process:
 - the limit: ``bench.rawpoll`` (bare kafka-python poll loop, count only);
@@ -24,7 +24,7 @@ import orjson
 
 from bench.common import REPO, env, percentile, proc_cpu
 from bench.tape import Rec
-from tests.harness.fundflow import ConsumerProc
+from harness.fundflow import ConsumerProc
 
 
 class BenchError(RuntimeError):
@@ -32,7 +32,7 @@ class BenchError(RuntimeError):
 
 
 def start_broker(workdir: Path) -> Any:
-    from tests.harness.services import KafkaBroker
+    from harness.services import KafkaBroker
 
     # both consumers of the scale-out run must land in the same first generation
     broker = KafkaBroker(workdir, extra_config={"group.initial.rebalance.delay.ms": 3000})

@@ -62,7 +62,7 @@ def versions() -> dict[str, str]:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
             out[pkg] = "absent"
-    from tests.harness.services import DEFAULT_KAFKA_VERSION
+    from harness.services import DEFAULT_KAFKA_VERSION
 
     out["kafka"] = __import__("os").environ.get("KAFKA_VERSION") or DEFAULT_KAFKA_VERSION
     return out

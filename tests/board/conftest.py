@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT, missing
-from tests.harness.services import LOOPBACK, free_port, wait_until
+from harness.services import LOOPBACK, free_port, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"

@@ -16,9 +16,9 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.events import DEADLETTER_TOPIC, TOPICS
-from tests.harness.services import wait_until
+from harness.services import wait_until
 from tests.integration.fundflow_procs import business_lines
-from tests.harness.fundflow import ConsumerProc
+from harness.fundflow import ConsumerProc
 
 EVENT_TOPICS = tuple(TOPICS.values())
 

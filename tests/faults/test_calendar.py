@@ -16,8 +16,8 @@ from kafka import KafkaProducer
 
 from monitor.events import TOPICS
 from tests.faults.pipeline import dead_letters, wait_drained
-from tests.harness.fundflow import ConsumerProc, http
-from tests.harness.services import wait_until
+from harness.fundflow import ConsumerProc, http
+from harness.services import wait_until
 
 CONFIG = """
 [[compute.closures]]

@@ -17,8 +17,8 @@ import orjson
 
 from tests.faults import badinput
 from tests.faults.pipeline import clean_run, counter, wait_drained
-from tests.harness.fundflow import ConsumerProc, IngestProc, http
-from tests.harness.services import wait_until
+from harness.fundflow import ConsumerProc, IngestProc, http
+from harness.services import wait_until
 
 CLIENTS = 200
 RATE = 5_000  # events per second

@@ -17,7 +17,7 @@ from tests.faults import badinput
 from tests.faults.pipeline import EVENT_TOPICS, counter, dead_letters, event_ids, identity, read_all, wait_drained
 from tests.faults.pipeline import clean_run
 from tests.faults.test_restarts import start_pipeline
-from tests.harness.services import wait_until
+from harness.services import wait_until
 from tests.ingest.brokers import QosPublisher
 
 N = 6_000

@@ -21,8 +21,8 @@ import orjson
 from monitor.simulator import Scenario, generate
 from tests.faults.pipeline import (EVENT_TOPICS, business_lines, clean_run, counter, dead_letters, event_ids,
                                     identity, read_all, wait_drained)
-from tests.harness.fundflow import ConsumerProc, IngestProc, http
-from tests.harness.services import wait_until
+from harness.fundflow import ConsumerProc, IngestProc, http
+from harness.services import wait_until
 from tests.ingest.brokers import QosPublisher
 
 DAY = Scenario(days=2, trade_interval_s=20, tick_interval_s=300)  # ~7,800 events over two trading days

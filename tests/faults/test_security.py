@@ -15,8 +15,8 @@ import pytest
 from monitor.events import TOPICS
 from tests.faults import badinput
 from tests.faults.pipeline import counter, read_all
-from tests.harness.fundflow import ConsumerProc, IngestProc, http
-from tests.harness.services import wait_until
+from harness.fundflow import ConsumerProc, IngestProc, http
+from harness.services import wait_until
 from tests.ingest.brokers import QosPublisher
 
 PROTECTED = [("GET", "/metrics"), ("GET", "/api/v1/symbols"), ("GET", "/api/v1/status"),

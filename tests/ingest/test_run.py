@@ -14,8 +14,8 @@ import orjson
 
 from monitor.simulator import Scenario, generate
 from tests.faults.pipeline import clean_run
-from tests.harness.fundflow import FundflowProc, http
-from tests.harness.services import wait_until
+from harness.fundflow import FundflowProc, http
+from harness.services import wait_until
 from tests.ingest.brokers import QosPublisher
 
 

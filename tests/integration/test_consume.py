@@ -23,9 +23,9 @@ from kafka import KafkaConsumer
 from monitor.calendars import local_date
 from monitor.events import DEADLETTER_TOPIC
 from monitor.simulator import Scenario, generate, truth
-from tests.harness.services import wait_until
+from harness.services import wait_until
 from tests.integration.fundflow_procs import business_lines, produce
-from tests.harness.fundflow import ConsumerProc
+from harness.fundflow import ConsumerProc
 
 SCENARIO = Scenario(days=6)
 SEED_DAY = "2025-09-12"
@@ -59,7 +59,7 @@ def tape() -> dict[str, list[dict[str, Any]]]:
 def broker(tmp_path_factory, tape):
     """A broker holding the whole tape, and an uninterrupted consumer's final state."""
     from tests.conftest import _start
-    from tests.harness.services import KafkaBroker
+    from harness.services import KafkaBroker
 
     b = _start(KafkaBroker(tmp_path_factory.mktemp("kafka-consume")))
     stats = produce(b.bootstrap, tape["history"] + tape["seed"] + tape["seed"][:DUPLICATES], raw=POISON)

@@ -1,4 +1,4 @@
-"""Smoke tests for the real-service harness (tests/harness/services.py).
+"""Smoke tests for the real-service harness (harness/services.py).
 
 They prove that the launchers bring up working servers: Kafka (KRaft) with a
 produce/consume roundtrip and data surviving a restart, Mosquitto QoS 1 (also
@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from tests.harness.services import free_port, wait_until
+from harness.services import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -36,7 +36,7 @@ from aiohttp import web
 from monitor.config import AlertsConfig, Config
 from monitor.ops import render as R
 from monitor.ops import spec as S
-from tests.harness.services import LOOPBACK, free_port, wait_until
+from harness.services import LOOPBACK, free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,9 +13,9 @@ from typing import Any, Iterable, Self
 
 import orjson
 
-from tests.harness.services import free_port, wait_until
+from harness.services import free_port, wait_until
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def http(method: str, url: str, body: bytes | None = None, token: str = "", headers: dict[str, str] | None = None,

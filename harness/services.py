@@ -61,7 +61,7 @@ __all__ = [
     "stop_all",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 FETCH_KAFKA = REPO_ROOT / "deploy" / "dev" / "fetch-kafka.sh"
 DEFAULT_KAFKA_VERSION = "4.1.1"
 LOOPBACK = "127.0.0.1"
