@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable
 
 from aiohttp import web
 
@@ -31,18 +31,13 @@ from monitor.ingest.push import PushOptions
 from monitor.ingest.replay import ReplayOptions, ReplaySource
 from monitor.ingest.retry import Backoff, sleep_or_stop
 from monitor.ingest.sink import Sink
+from monitor.ingest.source import Source
 from monitor.ingest.websocket import WebSocketOptions, WebSocketSource
 
 if TYPE_CHECKING:
     from monitor.service import Service
 
 log = logging.getLogger("fundflow.ingest")
-
-
-class Source(Protocol):
-    name: str
-
-    async def run(self, stop: asyncio.Event) -> None: ...
 
 
 OPTIONS: dict[str, type] = {
