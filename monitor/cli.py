@@ -7,8 +7,9 @@ import asyncio
 import importlib
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import orjson
 
@@ -45,7 +46,8 @@ async def _demo(args: argparse.Namespace) -> int:
 
     async def simulate() -> None:
         events = generate(scenario)
-        async for obj in paced(events, args.speed, realtime_from_ms=_seed_day_open(svc, scenario) if args.speed > 0 else None):
+        realtime_from_ms = _seed_day_open(svc, scenario) if args.speed > 0 else None
+        async for obj in paced(events, args.speed, realtime_from_ms=realtime_from_ms):
             publisher.publish_obj(obj)
         log.info("simulator: all %d trading days published", scenario.days)
 
@@ -66,7 +68,7 @@ async def _demo(args: argparse.Namespace) -> int:
         if args.duration:
             try:
                 await asyncio.wait_for(stop.wait(), args.duration)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         else:
             await stop.wait()

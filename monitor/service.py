@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
 from consumers.engine import Engine
 from consumers.runner import ConsumerRunner
+from monitor.alerting import firing
 from monitor.bus import Bus
 from monitor.bus.factory import make_bus
-from monitor.alerting import firing
 from monitor.calendars import MARKETS, Calendars, default_calendars, iso, parse_closures
 from monitor.config import Config, load_holdings
 from monitor.events import Validator

@@ -10,8 +10,9 @@ the Kafka implementation hands its records through without copying.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import Protocol
 
 from monitor.events import DEADLETTER_TOPIC, STATE_TOPIC, TOPICS
 

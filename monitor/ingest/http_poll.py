@@ -112,7 +112,7 @@ class HttpPollSource(FeedSource[HttpPollOptions]):
             while not stop.is_set():
                 try:
                     await self.poll_once(session)
-                except (PollFailed, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, PollFailed, aiohttp.ClientError) as exc:
                     self.failures += 1
                     self.mark_down()
                     self.stats.reconnects[self.name] += 1

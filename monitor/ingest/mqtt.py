@@ -39,8 +39,8 @@ log = logging.getLogger("fundflow.ingest.mqtt")
 class MqttOptions:
     host: str = opt("127.0.0.1", "broker host")
     port: int = opt(1883, "broker port (8883 is usual with TLS)")
-    topics: list[str] = opt(None, "topic filters to subscribe to", factory=lambda: ["md/etf/trades/#", "md/etf/units/#", "md/southbound/#"],
-                            flag="--topic")
+    topics: list[str] = opt(None, "topic filters to subscribe to",
+                            factory=lambda: ["md/etf/trades/#", "md/etf/units/#", "md/southbound/#"], flag="--topic")
     kinds: dict[str, str] = opt(None, "event kind per topic filter (FILTER=KIND) for payloads without a kind field; "
                                 "otherwise the kind field or the fields present decide", factory=dict, flag="--kind")
     client_id: str = opt("fundflow-ingest", "fixed client id: the broker keeps the session (and queues QoS 1 "
@@ -50,7 +50,8 @@ class MqttOptions:
     ack: str = opt("produced", "when a message is acknowledged to the broker: 'produced' (after Kafka acknowledged "
                    "its events; survives a crash) or 'accepted' (once buffered in this process)")
     username: str = opt("", "username (empty: anonymous)")
-    password: str = opt("", "password (prefer FUNDFLOW_MQTT__PASSWORD or FUNDFLOW_SOURCES__<NAME>__PASSWORD)", secret=True)
+    password: str = opt("", "password (prefer FUNDFLOW_MQTT__PASSWORD or FUNDFLOW_SOURCES__<NAME>__PASSWORD)",
+                        secret=True)
     tls: bool = opt(False, "connect with TLS")
     tls_ca: str = opt("", "CA bundle file to verify the broker (empty: system CAs)")
     tls_certfile: str = opt("", "client certificate file (mutual TLS)")
@@ -62,11 +63,13 @@ class MqttOptions:
     backoff_max_s: float = opt(30.0, "reconnect delay cap")
 
     @classmethod
-    def from_config(cls, config: Config, table: dict[str, Any] | None = None, where: str = "sources.mqtt") -> "MqttOptions":
+    def from_config(cls, config: Config, table: dict[str, Any] | None = None,
+                    where: str = "sources.mqtt") -> MqttOptions:
         """Defaults from the ``[mqtt]`` section, then the source's own table."""
         o = cls()
         base = dataclasses.asdict(config.mqtt)
-        for k in ("host", "port", "topics", "client_id", "username", "password", "tls", "tls_ca", "qos", "backoff_max_s"):
+        for k in ("host", "port", "topics", "client_id", "username", "password", "tls", "tls_ca", "qos",
+                  "backoff_max_s"):
             if k in base:
                 setattr(o, k, base[k])
         if table:

@@ -150,7 +150,7 @@ async def ingest(request: web.Request) -> web.Response:
         waiter.seal()
         try:
             await asyncio.wait_for(asyncio.shield(waiter.fut), opts.wait_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             doc["durable"] = False
             return json_response(doc, 504)
         doc["durable"] = True

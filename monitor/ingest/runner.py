@@ -16,17 +16,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from monitor.config import Config
-from monitor.ingest import wiring
+from monitor.ingest import push, wiring
 from monitor.ingest.http_poll import HttpPollOptions, HttpPollSource
 from monitor.ingest.mqtt import MqttOptions, MqttSource
 from monitor.ingest.options import apply_args, apply_mapping, env_overrides, redacted
 from monitor.ingest.publisher import Publisher
-from monitor.ingest import push
 from monitor.ingest.push import PushOptions
 from monitor.ingest.replay import ReplayOptions, ReplaySource
 from monitor.ingest.retry import Backoff, sleep_or_stop
@@ -106,12 +106,12 @@ async def ensure_topics(bus: Any, stop: asyncio.Event) -> None:
 class IngestProcess:
     """The ingest side of one process: the shared sink and the running sources."""
 
-    def __init__(self, svc: "Service") -> None:
+    def __init__(self, svc: Service) -> None:
         self.svc = svc
         self.sink: Sink | None = None
         self.sources: list[Source] = []
 
-    async def start(self) -> "IngestProcess":
+    async def start(self) -> IngestProcess:
         self.sink = await wiring.open_sink(self.svc)
         return self
 
@@ -155,7 +155,7 @@ class IngestProcess:
         return await wiring.close_sink(self.svc, sink, timeout)
 
 
-def add_push_endpoint(app: web.Application, svc: "Service") -> None:
+def add_push_endpoint(app: web.Application, svc: Service) -> None:
     """``POST /ingest`` on a service's app (``fundflow demo``, ``consume``, ``run``, ``ingest``).
 
     Options come from the first ``[sources.NAME]`` table with ``type = "push"``

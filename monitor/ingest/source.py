@@ -26,10 +26,10 @@ class ReconnectOptions(Protocol):
     backoff_max_s: float
 
 
-O = TypeVar("O", bound=ReconnectOptions)
+OptionsT = TypeVar("OptionsT", bound=ReconnectOptions)
 
 
-class FeedSource(Generic[O]):
+class FeedSource(Generic[OptionsT]):
     """Base of the sources that read a remote feed and reconnect to it.
 
     ``name`` is the publisher's source (the ``source`` label of the metrics);
@@ -39,7 +39,7 @@ class FeedSource(Generic[O]):
 
     type: ClassVar[str]
 
-    def __init__(self, opts: O, publisher: Publisher) -> None:
+    def __init__(self, opts: OptionsT, publisher: Publisher) -> None:
         self.opts = opts
         self.publisher = publisher
         self.name = publisher.source

@@ -25,10 +25,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fundflow.ingest")
 
-_BUSES: "weakref.WeakKeyDictionary[Service, Bus]" = weakref.WeakKeyDictionary()
+_BUSES: weakref.WeakKeyDictionary[Service, Bus] = weakref.WeakKeyDictionary()
 
 
-def ingest_bus(svc: "Service") -> Bus:
+def ingest_bus(svc: Service) -> Bus:
     """The bus the ingestors of ``svc`` produce to (created once per service)."""
     bus = _BUSES.get(svc)
     if bus is None:
@@ -37,12 +37,12 @@ def ingest_bus(svc: "Service") -> Bus:
     return bus
 
 
-async def open_sink(svc: "Service") -> Sink:
+async def open_sink(svc: Service) -> Sink:
     """The started shared sink of the service's ingest bus; pair with :func:`close_sink`."""
     return await shared_sink(ingest_bus(svc), svc.stats, max_events=svc.config.kafka.buffer_max_events)
 
 
-async def close_sink(svc: "Service", sink: Sink, timeout: float = 60.0) -> bool:
+async def close_sink(svc: Service, sink: Sink, timeout: float = 60.0) -> bool:
     """Release the sink; the last user delivers what is buffered and closes a producer of our own."""
     ok = await release_sink(sink, timeout)
     bus = _BUSES.get(svc)
@@ -54,6 +54,6 @@ async def close_sink(svc: "Service", sink: Sink, timeout: float = 60.0) -> bool:
     return ok
 
 
-def publisher(svc: "Service", source: str, sink: Sink | None) -> Publisher:
+def publisher(svc: Service, source: str, sink: Sink | None) -> Publisher:
     """A publisher for ``source`` that hands records to ``sink`` (the sources' async path)."""
     return Publisher(ingest_bus(svc), svc.validator, svc.stats, source, sink)

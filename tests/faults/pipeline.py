@@ -10,15 +10,16 @@ import asyncio
 import base64
 import time
 from collections import Counter
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.events import DEADLETTER_TOPIC, TOPICS
-from harness.services import wait_until
-from tests.integration.fundflow_procs import business_lines
 from harness.fundflow import ConsumerProc
+from harness.services import wait_until
+from monitor.events import DEADLETTER_TOPIC, TOPICS
+from tests.integration.fundflow_procs import business_lines
 
 EVENT_TOPICS = tuple(TOPICS.values())
 
@@ -145,6 +146,6 @@ def wait_drained(proc: ConsumerProc, applied: int, timeout: float = 120) -> dict
 
     try:
         wait_until(done, timeout, f"{applied} events applied")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure is re-raised with the status and the log
         raise AssertionError(f"{exc}; last status {last}; log:\n{proc.log_tail()}") from None
     return last

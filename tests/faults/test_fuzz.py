@@ -20,11 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.fundflow import ConsumerProc, IngestProc, http
+from harness.services import wait_until
 from monitor.events import DEADLETTER_TOPIC, REASONS, TOPICS, Rejected
 from tests.faults import badinput
 from tests.faults.pipeline import by_label, clean_run, counter, dead_letters, wait_drained
-from harness.fundflow import ConsumerProc, IngestProc, http
-from harness.services import wait_until
 from tests.ingest.brokers import QosPublisher
 
 N_MQTT, N_PUSH, N_KAFKA = 3_000, 4_000, 3_500  # 10,500 generated bad payloads (+ whole bad bodies, 1 MB records)

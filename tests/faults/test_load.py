@@ -15,10 +15,10 @@ from collections import Counter
 import aiohttp
 import orjson
 
-from tests.faults import badinput
-from tests.faults.pipeline import clean_run, counter, wait_drained
 from harness.fundflow import ConsumerProc, IngestProc, http
 from harness.services import wait_until
+from tests.faults import badinput
+from tests.faults.pipeline import clean_run, counter, wait_drained
 
 CLIENTS = 200
 RATE = 5_000  # events per second

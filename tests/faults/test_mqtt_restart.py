@@ -13,11 +13,19 @@ import time
 
 import orjson
 
-from tests.faults import badinput
-from tests.faults.pipeline import EVENT_TOPICS, counter, dead_letters, event_ids, identity, read_all, wait_drained
-from tests.faults.pipeline import clean_run
-from tests.faults.test_restarts import start_pipeline
 from harness.services import wait_until
+from tests.faults import badinput
+from tests.faults.pipeline import (
+    EVENT_TOPICS,
+    clean_run,
+    counter,
+    dead_letters,
+    event_ids,
+    identity,
+    read_all,
+    wait_drained,
+)
+from tests.faults.test_restarts import start_pipeline
 from tests.ingest.brokers import QosPublisher
 
 N = 6_000

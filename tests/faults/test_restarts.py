@@ -18,11 +18,20 @@ from typing import Any
 
 import orjson
 
-from monitor.simulator import Scenario, generate
-from tests.faults.pipeline import (EVENT_TOPICS, business_lines, clean_run, counter, dead_letters, event_ids,
-                                    identity, read_all, wait_drained)
 from harness.fundflow import ConsumerProc, IngestProc, http
 from harness.services import wait_until
+from monitor.simulator import Scenario, generate
+from tests.faults.pipeline import (
+    EVENT_TOPICS,
+    business_lines,
+    clean_run,
+    counter,
+    dead_letters,
+    event_ids,
+    identity,
+    read_all,
+    wait_drained,
+)
 from tests.ingest.brokers import QosPublisher
 
 DAY = Scenario(days=2, trade_interval_s=20, tick_interval_s=300)  # ~7,800 events over two trading days
@@ -166,18 +175,25 @@ def test_kafka_broker_sigterm_and_sigkill_mid_day(kafka_factory, mosquitto_facto
 
         feeds.send(phases[0], 0)
         wait_until(lambda: consumer.status()["events"]["applied"] > 0, 60, "first events applied")
-        mark('stop'); kb.stop()  # SIGTERM: a clean broker shutdown mid-day
+        mark('stop')
+        kb.stop()  # SIGTERM: a clean broker shutdown mid-day
         feeds.send(phases[1], 1)  # into the ingestors' buffers (and Mosquitto's queue) while Kafka is away
         time.sleep(1)
-        mark('start'); kb.start(); mark('started')
+        mark('start')
+        kb.start()
+        mark('started')
         feeds.send(phases[2], 2)
         time.sleep(1)
-        mark('kill'); kb.kill()  # SIGKILL: the broker dies without a word
+        mark('kill')
+        kb.kill()  # SIGKILL: the broker dies without a word
         feeds.send(phases[3], 3)
         time.sleep(1)
-        mark('start'); kb.start(); mark('started')
+        mark('start')
+        kb.start()
+        mark('started')
         feeds.send(phases[4], 4)
-        feeds.close(); mark('published')
+        feeds.close()
+        mark('published')
         numbers = account(kb, consumer, [mqtt, push], events, feeds, tmp_path)
         mark('accounted')
         assert consumer.documents() == ref["documents"]

@@ -12,11 +12,11 @@ from typing import Any
 import orjson
 import pytest
 
+from harness.fundflow import ConsumerProc, IngestProc, http
+from harness.services import wait_until
 from monitor.events import TOPICS
 from tests.faults import badinput
 from tests.faults.pipeline import counter, read_all
-from harness.fundflow import ConsumerProc, IngestProc, http
-from harness.services import wait_until
 from tests.ingest.brokers import QosPublisher
 
 PROTECTED = [("GET", "/metrics"), ("GET", "/api/v1/symbols"), ("GET", "/api/v1/status"),
@@ -177,7 +177,7 @@ def test_kafka_sasl_and_tls_settings_reach_every_client(tmp_path, monkeypatch) -
     list(bus.read_partitions("fundflow.state.daily", [0]))
     ingest = wiring.ingest_bus(svc)  # the ingestors' producer of their own
     assert isinstance(ingest, kmod.KafkaBus) and ingest is not bus
-    ingest.producer  # noqa: B018
+    ingest.producer  # noqa: B018 - builds the ingest producer
     want = {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "fundflow",
             "sasl_plain_password": secret, "ssl_cafile": "/etc/kafka/ca.pem", "ssl_certfile": "/etc/kafka/client.pem",
             "ssl_keyfile": "/etc/kafka/client.key", "bootstrap_servers": ["broker-a:9093", "broker-b:9093"]}

@@ -14,11 +14,11 @@ from pathlib import Path
 import orjson
 import pytest
 
+from harness.services import free_port, port_open
 from monitor.cli import build_parser
 from monitor.config import load_config
 from monitor.events import TOPICS
 from monitor.ingest.runner import OPTIONS, configured_sources, source_options
-from harness.services import free_port, port_open
 from tests.ingest.brokers import read_topic
 from tests.ingest.conftest import TS, trade
 

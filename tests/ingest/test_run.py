@@ -12,10 +12,10 @@ from typing import Any
 
 import orjson
 
-from monitor.simulator import Scenario, generate
-from tests.faults.pipeline import clean_run
 from harness.fundflow import FundflowProc, http
 from harness.services import wait_until
+from monitor.simulator import Scenario, generate
+from tests.faults.pipeline import clean_run
 from tests.ingest.brokers import QosPublisher
 
 

@@ -305,7 +305,7 @@ class _Webhook:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):  # noqa: N802 - the name http.server dispatches to
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 outer.payloads.append(json.loads(body))
                 self.send_response(200)

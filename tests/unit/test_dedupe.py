@@ -1,6 +1,7 @@
 """Sealed dedupe keys answer membership like the set they replace."""
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from consumers.dedupe import SealedKeys, seal
 

@@ -109,14 +109,14 @@ def test_average_turnover_20d_and_ytd_exclude_today() -> None:
     sig = run(evs).signals_doc(ETF)
     amounts = [100 * (i + 1) for i in range(25)]
     assert sig["turnover_avg_cny"]["20d"] == pytest.approx(sum(amounts[-20:]) / 20)  # 1550
-    y2026 = [a for d, a in zip(days[:-1], amounts) if d.year == 2026]  # Jan 5..8: 4 days
+    y2026 = [a for d, a in zip(days[:-1], amounts, strict=True) if d.year == 2026]  # Jan 5..8: 4 days
     assert len(y2026) == 4 and sig["turnover_avg_cny"]["ytd"] == pytest.approx(sum(y2026) / 4)
 
 
 # -- AUM record --------------------------------------------------------------------------------------
 def test_aum_record_and_at_record() -> None:
     d = sh_days("2025-09-12", 3)
-    units = lambda day, shares, nav: {"kind": "units", "symbol": ETF, "date": day.isoformat(),  # noqa: E731
+    units = lambda day, shares, nav: {"kind": "units", "symbol": ETF, "date": day.isoformat(),  # noqa: E731 - a one-line event builder
                                       "shares_outstanding": shares, "nav": nav}
     eng = run([bar(d[0], 1.0, shares=9_000_000_000, nav=1.2),  # 10.8bn from a bar
                units(d[1], 10_000_000_000, 1.0), units(d[2], 10_000_000_000, 1.05)])
@@ -184,7 +184,7 @@ def test_basket_weighted_net_buy_and_top_weights() -> None:
     assert basket.top_weight_ratio(h[ETF], 4) == Decimal("0.505")
     assert basket.top_weight_ratio(h[ETF], 10) == Decimal("0.565")
     day = dt.date(2025, 9, 11)
-    daily = lambda sym, buy, sell: {"kind": "southbound_daily", "symbol": sym, "date": day.isoformat(),  # noqa: E731
+    daily = lambda sym, buy, sell: {"kind": "southbound_daily", "symbol": sym, "date": day.isoformat(),  # noqa: E731 - a one-line event builder
                                     "buy_hkd": buy, "sell_hkd": sell}
     eng = run([daily("00700.HK", 3e9, 1e9), daily("09988.HK", 1e9, 2e9)])
     eng.holdings = h
