@@ -19,13 +19,13 @@ from typing import Any
 import orjson
 
 from harness.fundflow import ConsumerProc, IngestProc, http
+from harness.metrics import sample_sum, sample_value
 from harness.services import wait_until
 from monitor.simulator import Scenario, generate
 from tests.faults.pipeline import (
     EVENT_TOPICS,
     business_lines,
     clean_run,
-    counter,
     dead_letters,
     event_ids,
     identity,
@@ -99,7 +99,7 @@ def start_pipeline(kb: Any, mq: Any, tmp_path: Any, group: str) -> tuple[Consume
     push = IngestProc("push", kb.bootstrap, tmp_path / "push.log").start()
     mqtt.wait_http()
     push.wait_http()
-    wait_until(lambda: 'fundflow_source_connected{source="mqtt"} 1.0' in mqtt.metrics(), 30, "MQTT ingestor connected")
+    wait_until(lambda: sample_value(mqtt.metrics(), "fundflow_source_connected", {"source": "mqtt"}) == 1, 30, "MQTT ingestor connected")
     return consumer, mqtt, push
 
 
@@ -113,13 +113,13 @@ def account(kb: Any, consumer: ConsumerProc, ingestors: list[IngestProc], events
     is held to "everything applied, state equal to the clean run".
     """
     distinct = {identity(e) for e in events}
-    wait_until(lambda: all(counter(p.metrics(), "fundflow_ingest_buffered_events") == 0 for p in ingestors), 120,
+    wait_until(lambda: all(sample_sum(p.metrics(), "fundflow_ingest_buffered_events") == 0 for p in ingestors), 120,
                "ingest buffers empty")
     live = wait_drained(consumer, len(distinct), 180)["events"]
     on_topics = event_ids(read_all(kb.bootstrap, EVENT_TOPICS))
     records = sum(on_topics.values())
-    edge_rejected = int(sum(counter(p.metrics(), "fundflow_events_rejected") for p in ingestors))
-    edge_ingested = int(sum(counter(p.metrics(), "fundflow_events_ingested") for p in ingestors))
+    edge_rejected = int(sum(sample_sum(p.metrics(), "fundflow_events_rejected_total") for p in ingestors))
+    edge_ingested = int(sum(sample_sum(p.metrics(), "fundflow_events_ingested_total") for p in ingestors))
     # nothing lost: every distinct event sent is on the topics, nothing else is
     assert set(on_topics) == distinct
     assert live["rejected"] == 0, live

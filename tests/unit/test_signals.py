@@ -12,6 +12,7 @@ import pytest
 
 from consumers import basket, macd
 from consumers.engine import Engine
+from harness.metrics import sample_value
 from monitor.calendars import default_calendars
 from monitor.events import Rejected, Validator
 from monitor.metrics import Exposition
@@ -201,14 +202,15 @@ def test_signals_are_metrics() -> None:
     eng = run([bar(d, 1.0, shares=10**10, nav=1.0) for d in days[:-1]] + [trade(days[-1], "09:31", 1.1, 1)])
     eng.holdings = basket.from_mapping({ETF: {"00700.HK": "0.5"}})
     text = Exposition(eng, PipelineStats()).render().decode()
-    for line in ('fundflow_etf_new_high{symbol="513770.SH",window="20d"} 1.0',
-                 'fundflow_etf_new_high{symbol="513770.SH",window="all"} 1.0',
-                 'fundflow_etf_aum_record_cny{symbol="513770.SH"} 1e+10',
-                 'fundflow_etf_aum_at_record{symbol="513770.SH"} 1.0',
-                 'fundflow_macd_cross{symbol="513770.SH"} 1.0',
-                 'fundflow_etf_turnover_avg_cny{symbol="513770.SH",window="20d"} 1e+06',
-                 'fundflow_etf_basket_top_weight_ratio{n="4",symbol="513770.SH"} 0.5'):
-        assert line in text, line
+    sym = {"symbol": ETF}
+    for name, labels, value in (("fundflow_etf_new_high", {**sym, "window": "20d"}, 1),
+                                ("fundflow_etf_new_high", {**sym, "window": "all"}, 1),
+                                ("fundflow_etf_aum_record_cny", sym, 1e10),
+                                ("fundflow_etf_aum_at_record", sym, 1),
+                                ("fundflow_macd_cross", sym, 1),
+                                ("fundflow_etf_turnover_avg_cny", {**sym, "window": "20d"}, 1e6),
+                                ("fundflow_etf_basket_top_weight_ratio", {**sym, "n": "4"}, 0.5)):
+        assert sample_value(text, name, labels) == value, (name, labels)
 
 
 # -- restart: the state topic's closed-day aggregates carry the daily bars ----------------------------------------
