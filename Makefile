@@ -1,7 +1,7 @@
 # fundflow — top-level commands.  `make test` is THE test command (CI runs it).
 PYTHON ?= python3
 
-.PHONY: install demo test-deps test test-unit render
+.PHONY: install demo test-deps lint test test-unit render
 
 install:
 	$(PYTHON) -m pip install -e .
@@ -14,8 +14,18 @@ demo: install
 test-deps:
 	bash deploy/dev/install-deps.sh
 
+# Lint and types first: ruff on the code and tests, mypy on the packages; a type: ignore or
+# noqa must say why on its own line.
+LINTED = monitor consumers bench tests harness
+lint:
+	$(PYTHON) -m ruff check $(LINTED)
+	$(PYTHON) -m mypy monitor consumers
+	@! grep -rnE --include='*.py' '# (type: ignore(\[[^]]*\])?|noqa(: *[A-Z]+[0-9]+(, *[A-Z]+[0-9]+)*)?) *$$' $(LINTED) \
+		|| { echo "lint: the type: ignore / noqa above has no reason on its line"; exit 1; }
+
 # Benchmarks: a smoke run with ratios (missed targets are printed, never a failure).
 test: test-deps
+	$(MAKE) --no-print-directory lint
 	$(PYTHON) -m pytest -q tests
 	$(PYTHON) -m bench --quick
 

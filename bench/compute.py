@@ -69,7 +69,7 @@ def run_compute(records: list[Record], repeat: int = 2) -> dict[str, Any]:
     def validate_only() -> float:
         decode = svc.validator.decode
         t0 = time.perf_counter()
-        for v, k in zip(values, kinds):
+        for v, k in zip(values, kinds, strict=True):
             decode(v, k)
         return time.perf_counter() - t0
 
@@ -122,8 +122,8 @@ class _Server:
         from aiohttp import web
         from prometheus_client import CONTENT_TYPE_LATEST
 
+        from harness.services import free_port
         from monitor.server import start_site
-        from tests.harness.services import free_port
 
         self.static_body = self.svc.metrics.render()
         body = self.static_body
@@ -139,7 +139,7 @@ class _Server:
             self.runners.append(await start_site(app, "127.0.0.1", port))
             self.ports[name] = port
 
-    def __enter__(self) -> "_Server":
+    def __enter__(self) -> _Server:
         self.thread.start()
         self.ready.wait(30)
         return self

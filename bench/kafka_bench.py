@@ -1,4 +1,4 @@
-"""Measurements 2-4 against a real Kafka broker (tests/harness, KRaft from the Maven jars).
+"""Measurements 2-4 against a real Kafka broker (harness/, KRaft from the Maven jars).
 
 Everything that consumes runs as its own process, so CPU seconds are per process:
 - the limit: ``bench.rawpoll`` (bare kafka-python poll loop, count only);
@@ -24,7 +24,7 @@ import orjson
 
 from bench.common import REPO, env, percentile, proc_cpu
 from bench.tape import Rec
-from tests.harness.fundflow import ConsumerProc
+from harness.fundflow import ConsumerProc
 
 
 class BenchError(RuntimeError):
@@ -32,7 +32,7 @@ class BenchError(RuntimeError):
 
 
 def start_broker(workdir: Path) -> Any:
-    from tests.harness.services import KafkaBroker
+    from harness.services import KafkaBroker
 
     # both consumers of the scale-out run must land in the same first generation
     broker = KafkaBroker(workdir, extra_config={"group.initial.rebalance.delay.ms": 3000})
@@ -56,10 +56,10 @@ def fill(bootstrap: str, recs: list[Rec], partitions: int = 6) -> float:
             p = parts[key] = (murmur2(key) & 0x7FFFFFFF) % partitions
         return p
 
-    try:
+    try:  # the optional extra `fast`: the faster producer when it is installed
         from confluent_kafka import Producer
     except ImportError:
-        Producer = None
+        Producer = None  # noqa: N806 - the class, or None without the extra
     if Producer is not None:
         prod = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.size": 1_000_000,
                          "queue.buffering.max.messages": 2_000_000, "compression.type": "none"})
@@ -141,7 +141,7 @@ class Consume(ConsumerProc):
             raise BenchError(f"{path} answered {status}: {body[:200]!r}")
         return body
 
-    def status(self) -> dict[str, Any] | None:  # type: ignore[override]
+    def status(self) -> dict[str, Any] | None:  # type: ignore[override]  # None: the bench polls before HTTP is up
         """The status document, or None while the HTTP server is not up yet."""
         try:
             return self.json("/api/v1/status")
@@ -175,7 +175,8 @@ def _ready(c: Consume) -> bool:
 
 
 def run_consumers(bootstrap: str, n: int, procs: int, logdir: Path, timeout: float = 600,
-                  keep: bool = False, attempts: int = 2, backend: str = "kafka-python") -> tuple[dict[str, Any], list[Consume]]:
+                  keep: bool = False, attempts: int = 2,
+                  backend: str = "kafka-python") -> tuple[dict[str, Any], list[Consume]]:
     """:func:`consumers_once`, again with a fresh group when a rebalance during the run re-applied events."""
     for attempt in range(attempts):
         try:
@@ -238,8 +239,8 @@ def consumers_once(bootstrap: str, n: int, procs: int, logdir: Path, timeout: fl
         t1 = max(consumer_last_apply(t) for t in texts)
         secs = t1 - t0
         cpu = cpu1 - cpu0
-        res = {"backend": backend, "processes": procs, "events": n, "seconds": secs, "cpu_seconds": cpu, "eps": n / secs,
-               "eps_per_cpu": n / cpu if cpu else float("nan"), "per_process_applied": counted}
+        res = {"backend": backend, "processes": procs, "events": n, "seconds": secs, "cpu_seconds": cpu,
+               "eps": n / secs, "eps_per_cpu": n / cpu if cpu else float("nan"), "per_process_applied": counted}
         if not keep:
             for c in cons:
                 c.stop()
@@ -263,7 +264,8 @@ def latency(bootstrap: str, consumer: Consume, start_ms: int, rate: float, secon
         assert proc.stdout is not None
         first = proc.stdout.readline()
         if not first.startswith(b"{"):
-            raise BenchError(f"latency producer failed: {first!r} {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+            err = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+            raise BenchError(f"latency producer failed: {first!r} {err}")
         anchor = orjson.loads(first)
         wall0, ts0 = anchor["wall0"], anchor["ts0"]
         samples: list[float] = []

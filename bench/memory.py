@@ -46,7 +46,8 @@ def main() -> int:
                     day.seqs = set()
 
     def checkpoint() -> None:
-        runner._snapshot_payloads()  # what the runner would persist: takes closed days out of `modified`
+        # what the runner would persist: takes closed days out of `modified`
+        runner._snapshot_payloads()  # noqa: SLF001 - the bench checkpoints as the runner does, without a broker
         engine.prune()
         if dedupe_sessions:
             drop_old_dedupe()

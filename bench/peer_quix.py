@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # --- the job -----------------------------------------------------------------------
     trades = app.dataframe(app.topic("fundflow.etf.trades", value_deserializer="json"))
-    signed = trades.apply(lambda t: t["amount"] if t.get("side") == "B" else -t["amount"] if t.get("side") == "S" else 0.0)
+    signed = trades.apply(
+        lambda t: t["amount"] if t.get("side") == "B" else -t["amount"] if t.get("side") == "S" else 0.0)
     signed.sliding_window(timedelta(minutes=1)).sum().current()
     signed.sliding_window(timedelta(minutes=5)).sum().current()
     signed.tumbling_window(timedelta(days=1)).sum().current()

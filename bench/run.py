@@ -15,8 +15,9 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
@@ -42,7 +43,7 @@ class Table:
         head = ("measurement", "fundflow", "limit / peer", "ratio", "target", "status")
         lines = [[r["measurement"], r["value"], r["against"], "-" if r["ratio"] is None else f"{r['ratio']:.3g}x",
                   r["target"], r["status"]] for r in self.rows]
-        widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
+        widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=True)]
         fmt = "  ".join(f"{{:<{w}}}" for w in widths)
         out = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
         out += [fmt.format(*map(str, ln)) for ln in lines]
@@ -62,7 +63,7 @@ def versions() -> dict[str, str]:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
             out[pkg] = "absent"
-    from tests.harness.services import DEFAULT_KAFKA_VERSION
+    from harness.services import DEFAULT_KAFKA_VERSION
 
     out["kafka"] = __import__("os").environ.get("KAFKA_VERSION") or DEFAULT_KAFKA_VERSION
     return out
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"static text {s['static_ms_median']:.2f} ms", s["ratio"], "<= 100 ms and <= 3x",
                           s["metrics_ms_median"] <= 100 and s["ratio"] <= 3)
                 log(f"scrape: {s['metrics_ms_median']:.1f} ms vs static {s['static_ms_median']:.2f} ms")
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a failed measurement is reported, the others still run
                 errors.append(f"compute/scrape: {exc!r}")
                 traceback.print_exc()
 
@@ -159,10 +160,11 @@ def main(argv: list[str] | None = None) -> int:
                 d5 = days[min(5, len(days) - 1)]["rss_mb"]
                 growth = (last - d5) / d5
                 ok = last <= 300 and growth <= 0.10
-                table.add(f"6 RSS after day 1 / day 5 / day {len(days) - 1} (~{m['events_per_day'] / 1000:.0f}k ev/day)",
+                table.add(f"6 RSS after day 1 / day 5 / day {len(days) - 1} "
+                          f"(~{m['events_per_day'] / 1000:.0f}k ev/day)",
                           f"{d1:.0f} / {d5:.0f} / {last:.0f} MB", f"baseline {days[0]['rss_mb']:.0f} MB",
                           last / d1, "<= 300 MB, +<=10% from day 5", ok)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a failed measurement is reported, the others still run
                 errors.append(f"memory: {exc!r}")
                 traceback.print_exc()
 
@@ -190,9 +192,9 @@ def main(argv: list[str] | None = None) -> int:
                     try:
                         quix = kb.quix(broker.bootstrap, min(n, p["quix_events"]))
                         results["quix"] = quix
-                        log(f"quix streams {quix['version']}: {quix['eps']:,.0f} ev/s, {quix['eps_per_cpu']:,.0f} ev/CPU-s "
-                            f"(first {quix['events']:,} events)")
-                    except Exception as exc:
+                        log(f"quix streams {quix['version']}: {quix['eps']:,.0f} ev/s, "
+                            f"{quix['eps_per_cpu']:,.0f} ev/CPU-s (first {quix['events']:,} events)")
+                    except Exception as exc:  # noqa: BLE001 - a failed measurement is reported, the others still run
                         errors.append(f"quix: {exc!r}")
                         traceback.print_exc()
                 two, _ = kb.run_consumers(broker.bootstrap, n, 2, workdir)
@@ -200,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"fundflow consume x2: {two['eps']:,.0f} ev/s ({two['per_process_applied']})")
                 fast = None
                 try:
-                    import confluent_kafka  # noqa: F401
+                    import confluent_kafka  # noqa: F401 - only whether the optional extra is installed
                 except ImportError:
                     log("confluent-kafka not installed: its backend is not measured")
                 else:
@@ -208,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                         fast, _ = kb.run_consumers(broker.bootstrap, n, 1, workdir, backend="confluent")
                         results["fundflow_confluent"] = fast
                         log(f"fundflow consume, confluent backend: {fast['eps']:,.0f} ev/s")
-                    except Exception as exc:
+                    except Exception as exc:  # noqa: BLE001 - a failed measurement is reported, the others still run
                         errors.append(f"confluent backend: {exc!r}")
                         traceback.print_exc()
                 one, cons = kb.run_consumers(broker.bootstrap, n, 1, workdir, keep=True)
@@ -253,17 +255,18 @@ def main(argv: list[str] | None = None) -> int:
                         table.add("  latency measured from the scrape's request (info)",
                                   f"p50 {lat['at_request_p50_ms']:.0f} / p99 {lat['at_request_p99_ms']:.0f} ms",
                                   "render time left out", None, "-", None)
-                        log(f"latency: p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, max {lat['max_ms']:.1f} ms")
+                        log(f"latency: p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
+                            f"max {lat['max_ms']:.1f} ms")
                     finally:
                         for c in cons:
                             c.stop()
                 else:
                     for c in cons:
                         c.stop()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a failed measurement is reported, the others still run
                 errors.append(f"kafka: {exc!r}")
                 traceback.print_exc()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - reported with the rest; the bench never fails the build
         errors.append(repr(exc))
         traceback.print_exc()
     finally:
@@ -280,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     out_path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY,
                                       default=str))
     print()
-    print(f"fundflow bench ({results['mode']}, {results['wall_seconds']:.0f}s wall; tape {results.get('tape', {}).get('events', 0):,} events; "
+    tape_events = results.get("tape", {}).get("events", 0)
+    print(f"fundflow bench ({results['mode']}, {results['wall_seconds']:.0f}s wall; tape {tape_events:,} events; "
           f"ratios measured in this run)")
     print(table.render())
     missed = [r["measurement"].strip() for r in table.rows if r["status"] == "MISSED"]

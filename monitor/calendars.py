@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable, Iterator, Sequence
+from typing import Protocol
 
 EXCHANGE_TZ = dt.timezone(dt.timedelta(hours=8))
 DAY_MS = 86_400_000
@@ -44,7 +45,7 @@ class Session:
             elapsed -= min(t, self.break_end_ms) - self.break_start_ms
         return elapsed
 
-    def truncated(self, close_ms: int) -> "Session":
+    def truncated(self, close_ms: int) -> Session:
         """The session cut short at ``close_ms`` (a closure from a time of day)."""
         close_ms = max(self.open_ms, min(close_ms, self.close_ms))
         bs, be = self.break_start_ms, self.break_end_ms
@@ -151,7 +152,7 @@ def _exchange_sessions(code: str) -> tuple[Session, ...]:
     bstarts = sched["break_start"]
     bends = sched["break_end"]
     out = []
-    for day, o, c, bs, be in zip(sched.index, opens, closes, bstarts, bends):
+    for day, o, c, bs, be in zip(sched.index, opens, closes, bstarts, bends, strict=True):
         has_break = bs == bs and be == be and bs is not None  # NaT != NaT
         out.append(
             Session(
@@ -172,15 +173,23 @@ class ClosureRule:
     from_seconds: int | None  # seconds after exchange midnight; None = whole day
 
 
-def parse_closures(raw: Iterable[object]) -> list[ClosureRule]:
-    """Config closures (objects with market/date/from_time) into rules."""
+class ClosureSpec(Protocol):
+    """A configured closure (``monitor.config.Closure``), without importing the config here."""
+
+    market: str
+    date: str
+    from_time: str
+
+
+def parse_closures(raw: Iterable[ClosureSpec]) -> list[ClosureRule]:
+    """Config closures into rules."""
     rules = []
     for c in raw:
-        market = str(getattr(c, "market")).upper()
+        market = str(c.market).upper()
         if market not in MARKETS:
             raise ValueError(f"closure market must be one of {MARKETS}, got {market!r}")
-        day = dt.date.fromisoformat(str(getattr(c, "date")))
-        from_time = str(getattr(c, "from_time", "") or "")
+        day = dt.date.fromisoformat(str(c.date))
+        from_time = str(c.from_time or "")
         secs = None
         if from_time:
             hh, mm = from_time.split(":")[:2]
@@ -222,9 +231,9 @@ class Calendars:
             hs = hk.session(day)
             assert hs is not None
             # southbound stops when every open mainland exchange has closed early that day
-            mainland_cuts = [cuts.get((m, day)) for m in open_markets]
-            if all(c is not None for c in mainland_cuts):
-                hs = hs.truncated(midnight_ms(day) + max(mainland_cuts) * 1000)  # type: ignore[type-var,operator]
+            mainland_cuts = [c for m in open_markets if (c := cuts.get((m, day))) is not None]
+            if len(mainland_cuts) == len(open_markets):
+                hs = hs.truncated(midnight_ms(day) + max(mainland_cuts) * 1000)
             sb.append(hs)
         self.by_market["SB"] = TradingCalendar("SB", sb)
 

@@ -4,83 +4,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
-import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import orjson
 
-from monitor.config import Config, load_config
+from consumers.basket import from_mapping
+from monitor.bus.memory import MemoryBus
+from monitor.calendars import iso
+from monitor.cli_common import add_consumer_arguments, config_from_args, progress_bar, setup_logging, stop_event
+from monitor.ingest.cli import add_parsers
+from monitor.ingest.files import count_records, read_tape
+from monitor.ops.render import main as render_main
+from monitor.server import site_url, start_site
+from monitor.service import Service
+from monitor.simulator import DEMO_HISTORY_DAYS, DEMO_HOLDINGS, Scenario, generate, paced
 
 log = logging.getLogger("fundflow")
 
 
-def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
-    # kafka-python logs every refused reconnect at ERROR; our checkpoint/produce paths report a broker
-    # outage once, in words, so its own chatter is only shown with --verbose.
-    logging.getLogger("kafka").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-
-
-def config_from_args(args: argparse.Namespace) -> Config:
-    """The TOML config (with FUNDFLOW_* env) and, over it, whichever process flags the command has."""
-    cfg = load_config(getattr(args, "config", None))
-    if getattr(args, "bootstrap", None):
-        cfg.kafka.bootstrap_servers = args.bootstrap
-    if getattr(args, "group", None):
-        cfg.kafka.group_id = args.group
-    if getattr(args, "buffer_max_events", None):
-        cfg.kafka.buffer_max_events = args.buffer_max_events
-    # `fundflow ingest` names its HTTP flags --http-host/--http-port: --host/--port there are a source's
-    http = ("http_host", "http_port") if hasattr(args, "http_port") else ("host", "port")
-    host, port = getattr(args, http[0], None), getattr(args, http[1], None)
-    if host:
-        cfg.http.host = host
-    if port is not None:
-        cfg.http.port = port
-    if getattr(args, "live_clock", False):
-        cfg.compute.live_clock = True
-    return cfg
-
-
-def add_consumer_arguments(p: argparse.ArgumentParser, config_required: bool = False) -> None:
-    """The options of a process that consumes (``consume``, ``run``)."""
-    p.add_argument("--config", required=config_required, help="TOML config file (FUNDFLOW_* env overrides)")
-    p.add_argument("--bootstrap", help="Kafka bootstrap servers (overrides [kafka] bootstrap_servers)")
-    p.add_argument("--group", help="consumer group id (overrides [kafka] group_id)")
-    p.add_argument("--host", default=None, help="HTTP bind address (default [http] host)")
-    p.add_argument("--port", type=int, default=None, help="HTTP port (default [http] port)")
-    p.add_argument("--live-clock", action="store_true",
-                   help="advance the stream clock with the wall clock so quiet windows decay (live feeds)")
-
-
-def _stop_event() -> asyncio.Event:
-    """Set on SIGTERM/SIGINT so every loop winds down and flushes."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
-    return stop
-
-
 # -- demo -------------------------------------------------------------------------------
 async def _demo(args: argparse.Namespace) -> int:
-    from monitor.bus.memory import MemoryBus
-    from monitor.server import site_url, start_site
-    from monitor.service import Service
-    from monitor.simulator import DEMO_HISTORY_DAYS, DEMO_HOLDINGS, Scenario, generate, paced
-
     cfg = config_from_args(args)
     bus = MemoryBus(cfg.kafka.partitions)
     bus.ensure_topics()
@@ -88,19 +36,18 @@ async def _demo(args: argparse.Namespace) -> int:
     site = await start_site(svc.app(), cfg.http.host, cfg.http.port)
     url = site_url(site)
     print(f"fundflow demo: board {url}/  metrics {url}/metrics  API {url}/api/v1/symbols", flush=True)
-    stop = _stop_event()
+    stop = stop_event()
     # daily bars for the year before the ticks: the seed day's 250-day high, AUM record and MACD cross
     scenario = Scenario(seed=args.seed, history_days=DEMO_HISTORY_DAYS)
     if not svc.engine.holdings:  # no [baskets] configured: the simulated ETF's holdings
-        from consumers.basket import from_mapping
-
         svc.engine.holdings = from_mapping(DEMO_HOLDINGS)
     publisher = svc.publisher("simulator")
     svc.stats.connected["simulator"] = True
 
     async def simulate() -> None:
         events = generate(scenario)
-        async for obj in paced(events, args.speed, realtime_from_ms=_seed_day_open(svc, scenario) if args.speed > 0 else None):
+        realtime_from_ms = _seed_day_open(svc, scenario) if args.speed > 0 else None
+        async for obj in paced(events, args.speed, realtime_from_ms=realtime_from_ms):
             publisher.publish_obj(obj)
         log.info("simulator: all %d trading days published", scenario.days)
 
@@ -111,8 +58,6 @@ async def _demo(args: argparse.Namespace) -> int:
             etf = eng.etf_doc("513770.SH") or {}
             sb = eng.sb_doc("09988.HK") or {}
             turnover = etf.get("turnover_cny")
-            from monitor.calendars import iso
-
             print(f"  as_of {iso(eng.as_of_ms) if eng.as_of_ms else '-'}  applied {sum(eng.applied.values()):,}"
                   f"  513770.SH turnover {turnover or 0:,.0f} CNY"
                   f"  09988.HK streak {sb.get('streak_days', 0)} days", flush=True)
@@ -123,7 +68,7 @@ async def _demo(args: argparse.Namespace) -> int:
         if args.duration:
             try:
                 await asyncio.wait_for(stop.wait(), args.duration)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         else:
             await stop.wait()
@@ -143,10 +88,6 @@ def _seed_day_open(svc: Any, scenario: Any) -> int:
 
 # -- replay -----------------------------------------------------------------------------
 async def _replay(args: argparse.Namespace) -> int:
-    from monitor.bus.memory import MemoryBus
-    from monitor.ingest.files import count_records, read_tape
-    from monitor.service import Service
-
     cfg = config_from_args(args)
     bus = MemoryBus(cfg.kafka.partitions)
     bus.ensure_topics()
@@ -157,7 +98,7 @@ async def _replay(args: argparse.Namespace) -> int:
             print(f"fundflow replay: no such file: {path}", file=sys.stderr)
             return 2
     total = sum(count_records(p) for p in args.files)
-    progress = _progress(total, "replay", enabled=not args.quiet)
+    progress = progress_bar(total, "replay", enabled=not args.quiet)
     for path in args.files:
         for obj, raw in read_tape(path):
             if obj is None:
@@ -180,33 +121,15 @@ async def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
-class _NoProgress:
-    def update(self, n: int) -> None: ...
-
-    def close(self) -> None: ...
-
-
-def _progress(total: int, what: str, enabled: bool = True) -> Any:
-    """A progress bar on stderr for long jobs (tqdm), silent for small ones."""
-    if not enabled or total < 50_000:
-        return _NoProgress()
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=what, unit="ev", unit_scale=True, file=sys.stderr, mininterval=0.5)
-
-
 # -- consume ----------------------------------------------------------------------------
 async def _consume(args: argparse.Namespace) -> int:
-    from monitor.server import site_url, start_site
-    from monitor.service import Service
-
     cfg = config_from_args(args)
     svc = Service(cfg)
     log.info("consuming from %s as group %s", cfg.kafka.bootstrap_servers, cfg.kafka.group_id)
     await asyncio.get_running_loop().run_in_executor(None, svc.bus.ensure_topics)
     site = await start_site(svc.app(), cfg.http.host, cfg.http.port)
     log.info("serving %s/metrics", site_url(site))
-    stop = _stop_event()
+    stop = stop_event()
     try:
         await svc.runner.run(stop)
     finally:
@@ -245,12 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_consumer_arguments(c)
     c.set_defaults(func=_consume)
 
-    try:
-        from monitor.ingest.cli import add_parsers
-    except ImportError:
-        pass
-    else:
-        add_parsers(sub)
+    add_parsers(sub)
 
     rules = sub.add_parser("rules", help="alert rules and dashboards")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
@@ -266,24 +184,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from monitor.ops.render import main as render_main
-
     argv = ["--out", args.out] + (["--config", args.config] if args.config else [])
     return int(render_main(argv) or 0)
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from bench.__main__ import main as bench_main
+    return _run_bench(args.rest)
 
-    return int(bench_main(args.rest) or 0)
+
+def _run_bench(argv: list[str]) -> int:
+    """``python -m bench``: the benchmarks live in the source checkout, not in the installed package."""
+    try:
+        # imported by name: bench/ is not part of the wheel, so the CLI must not depend on it
+        bench_run = importlib.import_module("bench.run")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("bench", "bench.run"):
+            raise
+        print("fundflow bench runs from a source checkout: python -m bench", file=sys.stderr)
+        return 2
+    return int(bench_run.main(argv) or 0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["bench"]:  # its options are the bench's own (argparse REMAINDER drops leading ones)
-        from bench.run import main as bench_main
-
-        return int(bench_main(args_list[1:]) or 0)
+        return _run_bench(args_list[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose)

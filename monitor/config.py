@@ -10,9 +10,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+
+from consumers import basket
 
 ENV_PREFIX = "FUNDFLOW_"
 
@@ -205,10 +208,8 @@ def _closure(raw: Mapping[str, Any]) -> Closure:
     return c
 
 
-def load_holdings(cfg: Config) -> "dict[str, list[tuple[str, Any]]]":
+def load_holdings(cfg: Config) -> dict[str, list[tuple[str, Any]]]:
     """The ETF holdings of ``[baskets]``: the CSV file first, inline tables replacing an ETF's rows."""
-    from consumers import basket
-
     parts = []
     if cfg.baskets.holdings_csv:
         parts.append(basket.from_csv(Path(cfg.baskets.holdings_csv).read_text(encoding="utf-8")))

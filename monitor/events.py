@@ -10,9 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
-from typing import Any, Callable, ClassVar, Mapping, Union
+from typing import Any, ClassVar
 
 import orjson
 
@@ -153,7 +154,7 @@ class Bar:
         return d
 
 
-Event = Union[Trade, Units, SouthboundTick, SouthboundDaily, Bar]
+Event = Trade | Units | SouthboundTick | SouthboundDaily | Bar
 
 
 def from_micro(units: int) -> float:
@@ -254,7 +255,8 @@ def infer_kind(obj: Mapping[str, Any]) -> str | None:
 class Validator:
     """Turns raw payloads into events, checking sessions against the calendars."""
 
-    def __init__(self, calendars: Calendars, session_margin_minutes: int = 60, max_payload_bytes: int = 64 * 1024) -> None:
+    def __init__(self, calendars: Calendars, session_margin_minutes: int = 60,
+                 max_payload_bytes: int = 64 * 1024) -> None:
         self.calendars = calendars
         self.margin_ms = session_margin_minutes * 60_000
         self.max_payload_bytes = max_payload_bytes
@@ -359,7 +361,8 @@ class Validator:
             raise Rejected("wrong_type", "seq must be an integer")
         if seq < 0:
             raise Rejected("bad_number", "seq must be >= 0")
-        return SouthboundTick(symbol, ts, channel, to_micro(o["buy_hkd"], "buy_hkd"), to_micro(o["sell_hkd"], "sell_hkd"), seq)
+        buy, sell = to_micro(o["buy_hkd"], "buy_hkd"), to_micro(o["sell_hkd"], "sell_hkd")
+        return SouthboundTick(symbol, ts, channel, buy, sell, seq)
 
     def _daily(self, o: Mapping[str, Any]) -> SouthboundDaily:
         symbol = self._symbol(o["symbol"], etf_ok=False, hk_ok=True)

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
 from consumers.engine import Engine
 from consumers.runner import ConsumerRunner
-from monitor.bus import Bus, make_bus
 from monitor.alerting import firing
+from monitor.bus import Bus
+from monitor.bus.factory import make_bus
 from monitor.calendars import MARKETS, Calendars, default_calendars, iso, parse_closures
 from monitor.config import Config, load_holdings
 from monitor.events import Validator
 from monitor.ingest.publisher import Publisher
-from monitor.ingest.push import add_push_endpoint
+from monitor.ingest.runner import add_push_endpoint
 from monitor.metrics import Exposition, wall_ms
 from monitor.server import make_app
 from monitor.stats import PipelineStats

@@ -21,11 +21,12 @@ import datetime as dt
 import math
 import random
 import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 from operator import itemgetter
-from typing import Any, AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from typing import Any
 
 __all__ = ["Scenario", "DaySession", "Simulation", "generate", "truth", "paced", "trading_days",
            "DEMO_HISTORY_DAYS", "DEMO_HOLDINGS", "history_days"]
@@ -61,7 +62,7 @@ class Scenario:
         end_date: dt.date = dt.date(2025, 9, 12),
         trade_interval_s: float = 3.0,
         tick_interval_s: float = 60.0,
-    ) -> "Scenario":
+    ) -> Scenario:
         """A large scenario for benchmarks: generated codes, random profiles, no pinned story.
 
         ETFs alternate ``5xxxxx.SH`` / ``1xxxxx.SZ``; stocks are ``0xxxx.HK``.
@@ -124,7 +125,7 @@ def _sessions(code: str, start: dt.date, end: dt.date) -> dict[dt.date, DaySessi
     cal = xcals.get_calendar(code, start=start.isoformat(), end=end.isoformat())
     s = cal.schedule
     out: dict[dt.date, DaySession] = {}
-    for day, o, c, bs, be in zip(s.index, s["open"], s["close"], s["break_start"], s["break_end"]):
+    for day, o, c, bs, be in zip(s.index, s["open"], s["close"], s["break_start"], s["break_end"], strict=True):
         out[day.date()] = DaySession(day.date(), _ns_to_ms(o) or 0, _ns_to_ms(c) or 0, _ns_to_ms(bs), _ns_to_ms(be))
     return out
 
@@ -298,13 +299,13 @@ def _plan_etf(scenario: Scenario, symbol: str, n: int) -> _EtfPlan:
                 closes[k] = v
         if n > 2:
             closes[:-2] = _story_closes(scenario, n)[1]
-        for k, v in _STORY_TURNOVER.items():
+        for k, amount in _STORY_TURNOVER.items():
             if -k <= n:
-                turnover[k] = v
+                turnover[k] = amount
 
     navs = [max(1, round(c * 10 * (1.0 + rng.gauss(0.0, 0.0015)))) for c in closes]
     flows = [rng.gauss(prof.flow_mean, prof.flow_sd) for _ in range(n)]
-    deltas = [round(f / (nv / 10_000) / 100) * 100 for f, nv in zip(flows, navs)]
+    deltas = [round(f / (nv / 10_000) / 100) * 100 for f, nv in zip(flows, navs, strict=True)]
     deltas[0] = 0
     if story and n > 1:
         w = min(_INFLOW_WINDOW, n - 1)  # the first record has no predecessor
@@ -378,7 +379,7 @@ def _plan_southbound(scenario: Scenario, symbol: str, days: list[DaySession]) ->
     if story and symbol == _STORY_STREAK and n >= _STORY_STREAK_DAYS + 2:
         streak = list(range(n - 1 - _STORY_STREAK_DAYS, n - 1))
         weights = [rng.uniform(0.6, 1.4) for _ in streak]
-        for i, part in zip(streak, _split_cents(_STORY_STREAK_SUM_CENTS, weights)):
+        for i, part in zip(streak, _split_cents(_STORY_STREAK_SUM_CENTS, weights), strict=True):
             net[i] = part
         net[streak[0] - 1] = _STORY_BEFORE_STREAK_CENTS
         net[-1] = _STORY_SEED_DAY_CENTS
@@ -469,12 +470,12 @@ def _etf_day(
                 weights[i] *= factor
 
     # Volumes: round lots (2% odd lots) scaled to the target turnover, residual on the biggest trade.
-    k = turnover_target * 10.0 / sum(p * w for p, w in zip(prices, weights))
+    k = turnover_target * 10.0 / sum(p * w for p, w in zip(prices, weights, strict=True))
     vols = [0] * n
     for i in range(n):
         lots = round(weights[i] * k)
         vols[i] = (lots if lots > 0 else 1) * 100 + (rng.randint(1, 99) if rand() < 0.02 else 0)
-    got_mills = sum(p * v for p, v in zip(prices, vols))
+    got_mills = sum(p * v for p, v in zip(prices, vols, strict=True))
     big = max(range(n), key=vols.__getitem__)
     vols[big] = max(100, vols[big] + round((turnover_target * 1000.0 - got_mills) / prices[big] / 100) * 100)
 
@@ -524,7 +525,7 @@ def _sb_ticks(
     sells = _split_cents(sell_cents, [rand() + 0.05 for _ in offsets])
     wall = session.wall_ms
     out: list[Event] = []
-    for off, b, s in zip(offsets, buys, sells):
+    for off, b, s in zip(offsets, buys, sells, strict=True):
         seq += 1
         out.append({"kind": "southbound", "symbol": symbol, "ts": wall(off), "channel": channel,
                     "buy_hkd": b / 100, "sell_hkd": s / 100, "seq": seq})
@@ -734,10 +735,10 @@ async def paced(
 
     async def _iter() -> AsyncIterator[Event]:
         if hasattr(events, "__aiter__"):
-            async for e in events:  # type: ignore[union-attr]
+            async for e in events:
                 yield e
         else:
-            for e in events:  # type: ignore[union-attr]
+            for e in events:
                 yield e
 
     async for ev in _iter():

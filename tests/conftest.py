@@ -25,8 +25,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from tests.harness import services  # noqa: E402
-from tests.harness.services import (  # noqa: E402
+from harness import services  # noqa: E402 - after the sys.path line above
+from harness.services import (  # noqa: E402 - after the sys.path line above
     Alertmanager,
     KafkaBroker,
     MissingBinary,

@@ -1,5 +1,8 @@
 """The message bus: one small interface, an in-memory and a Kafka implementation.
 
+This module is the interface only; the implementations import it, and
+:func:`monitor.bus.factory.make_bus` picks one, so the imports run one way.
+
 Calls are synchronous (kafka-python is); async code runs them in an executor.
 A record exposes the same attribute names as kafka-python's ConsumerRecord so
 the Kafka implementation hands its records through without copying.
@@ -7,8 +10,9 @@ the Kafka implementation hands its records through without copying.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import Protocol
 
 from monitor.events import DEADLETTER_TOPIC, STATE_TOPIC, TOPICS
 
@@ -78,21 +82,3 @@ class Bus(Protocol):
         """The partition a keyed record lands in, so related topics can be co-partitioned."""
 
     def close(self) -> None: ...
-
-
-def make_bus(config: "object") -> Bus:
-    """The bus named by config: ``memory`` or Kafka (kafka-python, or confluent-kafka)."""
-    from monitor.config import Config
-
-    assert isinstance(config, Config)
-    if config.kafka.backend == "memory":
-        from monitor.bus.memory import MemoryBus
-
-        return MemoryBus(partitions=config.kafka.partitions)
-    if config.kafka.backend == "confluent":
-        from monitor.bus.confluent import ConfluentBus
-
-        return ConfluentBus(config.kafka)
-    from monitor.bus.kafka import KafkaBus
-
-    return KafkaBus(config.kafka)

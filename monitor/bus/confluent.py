@@ -13,13 +13,24 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
-from confluent_kafka import (OFFSET_BEGINNING, Consumer, IsolationLevel, KafkaError, KafkaException, Producer,
-                             TopicPartition)
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, OffsetSpec
+from kafka.partitioner.default import murmur2
 
-from monitor.bus import AssignCallback, Record, TopicPartition as TP
+from monitor.bus import AssignCallback, Record
+from monitor.bus import TopicPartition as TP
+from monitor.bus.kafka import KafkaBus
 from monitor.config import KafkaConfig
 
 log = logging.getLogger("fundflow.kafka")
@@ -51,13 +62,9 @@ class ConfluentBus:
         self._lock = threading.Lock()
 
     def ensure_topics(self) -> None:
-        from monitor.bus.kafka import KafkaBus  # topic creation is rare: one implementation of it
-
-        KafkaBus(self.cfg).ensure_topics()
+        KafkaBus(self.cfg).ensure_topics()  # topic creation is rare: one implementation of it
 
     def partition_for(self, key: bytes) -> int:
-        from kafka.partitioner.default import murmur2
-
         return (murmur2(key) & 0x7FFFFFFF) % self.partitions
 
     # -- producing ---------------------------------------------------------
@@ -106,7 +113,7 @@ class ConfluentBus:
 
     # -- consuming ---------------------------------------------------------
     def consumer(self, group_id: str, topics: Iterable[str], on_assign: AssignCallback | None = None,
-                 on_revoke: AssignCallback | None = None) -> "ConfluentGroupConsumer":
+                 on_revoke: AssignCallback | None = None) -> ConfluentGroupConsumer:
         return ConfluentGroupConsumer(self, group_id, list(topics), on_assign, on_revoke)
 
     def read_partitions(self, topic: str, partitions: Iterable[int]) -> Iterator[Record]:
@@ -176,7 +183,7 @@ class ConfluentGroupConsumer:
 
     def poll(self, timeout_ms: int, max_records: int) -> list[Record]:
         msgs = self._c.consume(num_messages=max_records, timeout=timeout_ms / 1000)
-        out = []
+        out: list[Record] = []
         append = out.append
         for m in msgs:
             if m.error() is not None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
@@ -17,7 +18,8 @@ from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.partitioner.default import murmur2
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from monitor.bus import ALL_TOPICS, COMPACTED_TOPICS, EVENT_TOPICS, AssignCallback, Record, TopicPartition as TP
+from monitor.bus import ALL_TOPICS, COMPACTED_TOPICS, EVENT_TOPICS, AssignCallback, Record
+from monitor.bus import TopicPartition as TP
 from monitor.config import KafkaConfig
 
 log = logging.getLogger("fundflow.kafka")
@@ -32,14 +34,14 @@ class KafkaBus:
         self._lock = threading.Lock()
 
     # -- admin -------------------------------------------------------------
-    def _common(self) -> dict[str, Any]:
+    def client_options(self) -> dict[str, Any]:
         # kafka-python's default grows the reconnect delay to 30 s: after a broker restart the consumer
         # group and the ingest buffer would wait that long after the broker is back
         return {"bootstrap_servers": self.cfg.bootstrap_servers.split(","), "client_id": self.cfg.client_id,
                 "reconnect_backoff_max_ms": 1_000, **self.cfg.client_security()}
 
     def ensure_topics(self) -> None:
-        admin = KafkaAdminClient(**self._common())
+        admin = KafkaAdminClient(**self.client_options())
         try:
             existing = set(admin.list_topics())
             wanted = []
@@ -77,7 +79,7 @@ class KafkaBus:
                 batch_size=self.cfg.batch_size,
                 max_block_ms=10_000,
                 delivery_timeout_ms=120_000,
-                **self._common(),
+                **self.client_options(),
             )
         return self._producer
 
@@ -108,22 +110,22 @@ class KafkaBus:
 
     # -- consuming ---------------------------------------------------------
     def consumer(self, group_id: str, topics: Iterable[str], on_assign: AssignCallback | None = None,
-                 on_revoke: AssignCallback | None = None) -> "KafkaGroupConsumer":
+                 on_revoke: AssignCallback | None = None) -> KafkaGroupConsumer:
         return KafkaGroupConsumer(self, group_id, list(topics), on_assign, on_revoke)
 
     def read_partitions(self, topic: str, partitions: Iterable[int]) -> Iterator[Record]:
         tps = [TopicPartition(topic, p) for p in partitions]
         if not tps:
             return
-        reader = KafkaConsumer(group_id=None, enable_auto_commit=False, **self._common())
+        reader = KafkaConsumer(group_id=None, enable_auto_commit=False, **self.client_options())
         try:
             reader.assign(tps)
             reader.seek_to_beginning(*tps)
             ends = reader.end_offsets(tps)
             pending = {tp for tp in tps if ends[tp] > reader.position(tp)}
             while pending:
-                for tp, recs in reader.poll(timeout_ms=500, max_records=5000).items():
-                    yield from recs  # type: ignore[misc]
+                for recs in reader.poll(timeout_ms=500, max_records=5000).values():
+                    yield from recs
                 for tp in list(pending):
                     if reader.position(tp) >= ends[tp]:
                         pending.discard(tp)
@@ -162,7 +164,7 @@ class KafkaGroupConsumer:
             max_partition_fetch_bytes=4_194_304,
             session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
-            **bus._common(),
+            **bus.client_options(),
         )
         self._c.subscribe(topics, listener=_Listener(on_assign, on_revoke))
 
@@ -171,8 +173,8 @@ class KafkaGroupConsumer:
         if not batches:
             return []
         if len(batches) == 1:
-            return next(iter(batches.values()))  # type: ignore[return-value]
-        return [r for recs in batches.values() for r in recs]  # type: ignore[misc]
+            return next(iter(batches.values()))  # kafka-python's ConsumerRecord has Record's fields
+        return [r for recs in batches.values() for r in recs]
 
     def assignment(self) -> set[TP]:
         return {(tp.topic, tp.partition) for tp in self._c.assignment()}
@@ -195,7 +197,8 @@ class KafkaGroupConsumer:
         return self._c.position(TopicPartition(*tp))
 
     def beginning_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
-        return {(tp.topic, tp.partition): o for tp, o in self._c.beginning_offsets([TopicPartition(*t) for t in tps]).items()}
+        offsets = self._c.beginning_offsets([TopicPartition(*t) for t in tps])
+        return {(tp.topic, tp.partition): o for tp, o in offsets.items()}
 
     def end_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
         return {(tp.topic, tp.partition): o for tp, o in self._c.end_offsets([TopicPartition(*t) for t in tps]).items()}

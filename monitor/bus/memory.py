@@ -14,8 +14,8 @@ import heapq
 import threading
 import time
 import zlib
+from collections.abc import Iterable, Iterator
 from operator import attrgetter
-from typing import Iterable, Iterator
 
 from monitor.bus import ALL_TOPICS, AssignCallback, Record, TopicPartition
 
@@ -66,7 +66,7 @@ class MemoryBus:
         return None
 
     def consumer(self, group_id: str, topics: Iterable[str], on_assign: AssignCallback | None = None,
-                 on_revoke: AssignCallback | None = None) -> "MemoryConsumer":
+                 on_revoke: AssignCallback | None = None) -> MemoryConsumer:
         return MemoryConsumer(self, group_id, list(topics), on_assign)
 
     def read_partitions(self, topic: str, partitions: Iterable[int]) -> Iterator[Record]:

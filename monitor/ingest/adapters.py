@@ -19,8 +19,9 @@ import datetime as dt
 import json
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from monitor.calendars import EXCHANGE_TZ
 from monitor.events import Rejected, from_micro, parse_ts, to_micro
@@ -83,7 +84,7 @@ class SnapshotTracker:
             return
         try:
             data = json.loads(path.read_text())
-            self.state = {tuple(k.split("|", 1)): list(v) for k, v in data.items()}  # type: ignore[misc]
+            self.state = {tuple(k.split("|", 1)): list(v) for k, v in data.items()}
         except (OSError, ValueError) as exc:
             log.error("could not read snapshot state %s (%s); starting without it", path, exc)
 

@@ -12,9 +12,13 @@ import asyncio
 import logging
 from typing import Any
 
-from monitor.cli import add_consumer_arguments, config_from_args
+from monitor.cli_common import add_consumer_arguments, config_from_args, progress_bar, stop_event
 from monitor.ingest import options as optmod
+from monitor.ingest import wiring
+from monitor.ingest.files import count_records
 from monitor.ingest.runner import OPTIONS, IngestProcess, configured_sources, ensure_topics, source_options
+from monitor.server import site_url, start_site
+from monitor.service import Service
 
 log = logging.getLogger("fundflow.ingest")
 
@@ -75,11 +79,6 @@ def add_parsers(sub: Any) -> None:
 
 
 async def _ingest(args: argparse.Namespace) -> int:
-    from monitor.cli import _progress, _stop_event
-    from monitor.ingest import wiring
-    from monitor.server import site_url, start_site
-    from monitor.service import Service
-
     type_ = args.source_type
     name = args.name or type_
     cfg = config_from_args(args)
@@ -93,7 +92,7 @@ async def _ingest(args: argparse.Namespace) -> int:
     if type_ == "push" and name != "push":
         cfg.sources.setdefault(name, {"type": "push"})
     svc = Service(cfg)
-    stop = _stop_event()
+    stop = stop_event()
     proc = await IngestProcess(svc).start()
     topics = asyncio.create_task(ensure_topics(wiring.ingest_bus(svc), stop))
     site = None
@@ -107,9 +106,7 @@ async def _ingest(args: argparse.Namespace) -> int:
         else:
             kw: dict[str, Any] = {}
             if type_ == "replay":
-                from monitor.ingest.files import count_records
-
-                progress = _progress(sum(count_records(f) for f in opts.files), "replay", enabled=not args.quiet)
+                progress = progress_bar(sum(count_records(f) for f in opts.files), "replay", enabled=not args.quiet)
                 kw["progress"] = progress.update
             proc.add(type_, name, opts, **kw)
             await proc.run(stop, exit_when_done=(type_ == "replay"))
@@ -127,10 +124,6 @@ async def _ingest(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from monitor.cli import _stop_event
-    from monitor.server import site_url, start_site
-    from monitor.service import Service
-
     cfg = config_from_args(args)
     try:
         wanted = [(n, t, source_options(t, n, cfg)) for n, t in configured_sources(cfg)]
@@ -146,7 +139,7 @@ async def _run(args: argparse.Namespace) -> int:
             proc.add(type_, name, opts)
     site = await start_site(svc.app(), cfg.http.host, cfg.http.port)
     log.info("serving %s/ (metrics, API, POST /ingest); %d source(s)", site_url(site), len(proc.sources))
-    stop = _stop_event()
+    stop = stop_event()
     tasks = [asyncio.create_task(proc.run(stop)), asyncio.create_task(svc.runner.run(stop))]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

@@ -29,7 +29,8 @@ from monitor.events import Rejected
 from monitor.ingest.adapters import SnapshotTracker, dedupe_key, events_from_document
 from monitor.ingest.options import opt
 from monitor.ingest.publisher import Publisher
-from monitor.ingest.retry import Backoff, sleep_or_stop
+from monitor.ingest.retry import sleep_or_stop
+from monitor.ingest.source import FeedSource, with_bearer
 
 log = logging.getLogger("fundflow.ingest.http_poll")
 
@@ -75,14 +76,11 @@ class PollFailed(Exception):
     pass
 
 
-class HttpPollSource:
+class HttpPollSource(FeedSource[HttpPollOptions]):
     type = "http-poll"
 
     def __init__(self, opts: HttpPollOptions, publisher: Publisher) -> None:
-        self.opts = opts
-        self.publisher = publisher
-        self.name = publisher.source
-        self.stats = publisher.stats
+        super().__init__(opts, publisher)
         self.etag: str | None = None
         self.last_modified: str | None = None
         self.polls = 0
@@ -90,7 +88,7 @@ class HttpPollSource:
         self.failures = 0
         self.duplicates = 0
         self._seen: collections.OrderedDict[Any, None] = collections.OrderedDict()
-        self.tracker = None
+        self.tracker: SnapshotTracker | None = None
         if opts.adapter == "southbound_snapshot":
             self.tracker = SnapshotTracker(
                 rows_field=opts.rows_field, symbol_field=opts.symbol_field, buy_field=opts.buy_field,
@@ -98,9 +96,7 @@ class HttpPollSource:
                 state_file=opts.state_file)
 
     def _headers(self) -> dict[str, str]:
-        h = {"Accept": "application/json", **self.opts.headers}
-        if self.opts.token:
-            h["Authorization"] = f"Bearer {self.opts.token}"
+        h = with_bearer({"Accept": "application/json", **self.opts.headers}, self.opts.token)
         if self.opts.conditional:
             if self.etag:
                 h["If-None-Match"] = self.etag
@@ -110,15 +106,15 @@ class HttpPollSource:
 
     async def run(self, stop: asyncio.Event) -> None:
         o = self.opts
-        backoff = Backoff(o.backoff_initial_s, max(o.backoff_initial_s, o.backoff_max_s))
+        backoff = self.new_backoff()
         timeout = aiohttp.ClientTimeout(total=o.timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while not stop.is_set():
                 try:
                     await self.poll_once(session)
-                except (PollFailed, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, PollFailed, aiohttp.ClientError) as exc:
                     self.failures += 1
-                    self.stats.connected[self.name] = False
+                    self.mark_down()
                     self.stats.reconnects[self.name] += 1
                     delay = backoff.next()
                     log.warning("%s: poll of %s failed (%s); retrying in %.1fs", self.name, o.url,
@@ -126,12 +122,11 @@ class HttpPollSource:
                 else:
                     if backoff.failures:
                         log.info("%s: %s answers again", self.name, o.url)
-                    backoff.reset()
-                    self.stats.connected[self.name] = True
+                    self.mark_up(backoff)
                     delay = o.interval_s
                 if await sleep_or_stop(delay, stop):
                     break
-        self.stats.connected[self.name] = False
+        self.mark_down()
 
     async def poll_once(self, session: aiohttp.ClientSession) -> int:
         """One request; returns the number of events handed on (raises PollFailed and client errors)."""
@@ -164,9 +159,9 @@ class HttpPollSource:
             except Rejected as exc:
                 await publisher.areject(body[: publisher.validator.max_payload_bytes], exc.reason, exc.detail)
                 return 0
-            for row, exc in bad:
-                await publisher.areject(orjson.dumps(row), exc.reason, exc.detail)
-            kind = "southbound"
+            for row, problem in bad:
+                await publisher.areject(orjson.dumps(row), problem.reason, problem.detail)
+            kind: str | None = "southbound"
         else:
             values = events_from_document(doc)
             kind = self.opts.kind or None

@@ -29,7 +29,8 @@ import aiomqtt
 from monitor.config import Config
 from monitor.ingest.options import apply_mapping, opt
 from monitor.ingest.publisher import Publisher
-from monitor.ingest.retry import Backoff, reconnect_forever
+from monitor.ingest.retry import Backoff
+from monitor.ingest.source import FeedSource
 
 log = logging.getLogger("fundflow.ingest.mqtt")
 
@@ -38,8 +39,8 @@ log = logging.getLogger("fundflow.ingest.mqtt")
 class MqttOptions:
     host: str = opt("127.0.0.1", "broker host")
     port: int = opt(1883, "broker port (8883 is usual with TLS)")
-    topics: list[str] = opt(None, "topic filters to subscribe to", factory=lambda: ["md/etf/trades/#", "md/etf/units/#", "md/southbound/#"],
-                            flag="--topic")
+    topics: list[str] = opt(None, "topic filters to subscribe to",
+                            factory=lambda: ["md/etf/trades/#", "md/etf/units/#", "md/southbound/#"], flag="--topic")
     kinds: dict[str, str] = opt(None, "event kind per topic filter (FILTER=KIND) for payloads without a kind field; "
                                 "otherwise the kind field or the fields present decide", factory=dict, flag="--kind")
     client_id: str = opt("fundflow-ingest", "fixed client id: the broker keeps the session (and queues QoS 1 "
@@ -49,7 +50,8 @@ class MqttOptions:
     ack: str = opt("produced", "when a message is acknowledged to the broker: 'produced' (after Kafka acknowledged "
                    "its events; survives a crash) or 'accepted' (once buffered in this process)")
     username: str = opt("", "username (empty: anonymous)")
-    password: str = opt("", "password (prefer FUNDFLOW_MQTT__PASSWORD or FUNDFLOW_SOURCES__<NAME>__PASSWORD)", secret=True)
+    password: str = opt("", "password (prefer FUNDFLOW_MQTT__PASSWORD or FUNDFLOW_SOURCES__<NAME>__PASSWORD)",
+                        secret=True)
     tls: bool = opt(False, "connect with TLS")
     tls_ca: str = opt("", "CA bundle file to verify the broker (empty: system CAs)")
     tls_certfile: str = opt("", "client certificate file (mutual TLS)")
@@ -61,11 +63,13 @@ class MqttOptions:
     backoff_max_s: float = opt(30.0, "reconnect delay cap")
 
     @classmethod
-    def from_config(cls, config: Config, table: dict[str, Any] | None = None, where: str = "sources.mqtt") -> "MqttOptions":
+    def from_config(cls, config: Config, table: dict[str, Any] | None = None,
+                    where: str = "sources.mqtt") -> MqttOptions:
         """Defaults from the ``[mqtt]`` section, then the source's own table."""
         o = cls()
         base = dataclasses.asdict(config.mqtt)
-        for k in ("host", "port", "topics", "client_id", "username", "password", "tls", "tls_ca", "qos", "backoff_max_s"):
+        for k in ("host", "port", "topics", "client_id", "username", "password", "tls", "tls_ca", "qos",
+                  "backoff_max_s"):
             if k in base:
                 setattr(o, k, base[k])
         if table:
@@ -83,17 +87,13 @@ class MqttOptions:
             raise ValueError(f"{where}.client_id is required for a persistent session")
 
 
-class MqttSource:
+class MqttSource(FeedSource[MqttOptions]):
     type = "mqtt"
 
     def __init__(self, opts: MqttOptions, publisher: Publisher) -> None:
-        self.opts = opts
-        self.publisher = publisher
-        self.name = publisher.source
-        self.stats = publisher.stats
+        super().__init__(opts, publisher)
         self.generation = 0  # connection number: acks of an older connection are dropped
         self.messages = 0
-        self.connections = 0
 
     def _tls(self) -> ssl.SSLContext | None:
         o = self.opts
@@ -123,7 +123,6 @@ class MqttSource:
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, subscribe, read until ``stop``; reconnect with capped backoff and jitter."""
         o = self.opts
-        backoff = Backoff(o.backoff_initial_s, max(o.backoff_initial_s, o.backoff_max_s))
 
         def failed(exc: BaseException) -> bool:
             if isinstance(exc, aiomqtt.MqttError):
@@ -134,35 +133,24 @@ class MqttSource:
                 return False
             return True
 
-        await reconnect_forever(self.name, self.stats, backoff, stop, lambda: self._session(stop, backoff), failed)
+        await self.connect_forever(stop, lambda backoff: self._session(stop, backoff), failed)
 
     async def _session(self, stop: asyncio.Event, backoff: Backoff) -> None:
         o = self.opts
         client = self._client()
         paho = getattr(client, "_client", None)
         manual = o.qos > 0 and o.ack == "produced" and paho is not None and hasattr(paho, "manual_ack_set")
-        if manual:
+        if manual and paho is not None:
             paho.manual_ack_set(True)
         async with client:
             self.generation += 1
             self.connections += 1
             gen = self.generation
             await client.subscribe([(t, o.qos) for t in o.topics], timeout=o.connect_timeout_s)
-            self.stats.connected[self.name] = True
-            backoff.reset()
+            self.mark_up(backoff)
             log.info("%s: connected to %s:%d as %s, subscribed to %s", self.name, o.host, o.port, o.client_id,
                      ", ".join(o.topics))
-            reader = asyncio.create_task(self._read(client, paho if manual else None, gen))
-            stopper = asyncio.create_task(stop.wait())
-            try:
-                await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stopper.cancel()
-                if not reader.done():
-                    reader.cancel()
-                await asyncio.gather(reader, stopper, return_exceptions=True)
-            if reader.done() and not reader.cancelled() and reader.exception() is not None:
-                raise reader.exception()  # type: ignore[misc]
+            await self.read_until_stopped(self._read(client, paho if manual else None, gen), stop)
             # stopping: keep the connection until what was read is in Kafka, so it gets acknowledged
             sink = self.publisher.sink
             if manual and sink is not None and sink.pending:

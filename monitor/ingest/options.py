@@ -12,11 +12,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from typing import Any, Mapping, TypeVar, get_type_hints
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
 
 import orjson
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 ENV_PREFIX = "FUNDFLOW_SOURCES__"
 
 
@@ -67,7 +71,7 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
 def apply_mapping(obj: T, values: Mapping[str, Any], where: str, ignore: tuple[str, ...] = ()) -> T:
     """Set fields of ``obj`` from a config table; unknown keys are an error."""
     hints = get_type_hints(type(obj))
-    names = {f.name for f in dataclasses.fields(obj)}  # type: ignore[arg-type]
+    names = {f.name for f in dataclasses.fields(obj)}
     for key, value in values.items():
         attr = key.replace("-", "_")
         if attr in ignore:
@@ -95,7 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
         typ = hints[f.name]
         origin = getattr(typ, "__origin__", None)
         flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]  # a field has a default or a factory
         shown = "***" if f.metadata.get("secret") and default else default
         help_text = f"{f.metadata.get('help', '')} [config key: {f.name}; default: {shown!r}]"
         help_text = help_text.replace("%", "%%")
@@ -115,7 +119,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
 def apply_args(obj: T, args: argparse.Namespace) -> T:
     """Flags given on the command line override config values."""
     hints = get_type_hints(type(obj))
-    for f in dataclasses.fields(obj):  # type: ignore[arg-type]
+    for f in dataclasses.fields(obj):
         value = getattr(args, f.name, None)
         if value is None:
             continue

@@ -14,13 +14,14 @@ Two ways out:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
-from consumers.runner import deadletter_record
 from monitor.bus import Bus
+from monitor.deadletter import deadletter_record
 from monitor.events import DEADLETTER_TOPIC, TOPICS, Event, Rejected, Validator, encode
 from monitor.ingest.sink import OutRecord, Sink
 from monitor.stats import PipelineStats
@@ -78,8 +79,9 @@ class Publisher:
         ts = getattr(ev, "ts_ms", None)
         if ts is not None:
             return ts
-        cal = self.validator.calendars["SB"] if ev.kind == "southbound_daily" else self.validator.calendars.for_symbol(ev.symbol)
-        session = cal.session(ev.date)  # type: ignore[union-attr]
+        cals = self.validator.calendars
+        cal = cals["SB"] if ev.kind == "southbound_daily" else cals.for_symbol(ev.symbol)
+        session = cal.session(ev.date)  # type: ignore[union-attr]  # no ts_ms: a dated kind (units, daily, bar)
         assert session is not None  # validated: a trading day
         return session.close_ms
 
@@ -202,10 +204,10 @@ class Publisher:
                 countdown = _Countdown(len(out), on_done)
                 for rec, _ in out:
                     rec.on_done = countdown
-        for rec, ev in out:
+        for rec, accepted in out:
             await self._put(rec)
-            if ev is not None:
-                self._count_ingested(ev)
+            if accepted is not None:
+                self._count_ingested(accepted)
         return result
 
     async def apublish_payload(self, raw: bytes, kind: str | None = None,
@@ -214,7 +216,8 @@ class Publisher:
         if len(raw) > MAX_BATCH_BYTES:
             result = BatchResult()
             result.add_error(0, "too_large", f"payload of {len(raw)} bytes exceeds {MAX_BATCH_BYTES}")
-            await self.areject(raw[: self.validator.max_payload_bytes], "too_large", result.errors[0]["detail"], on_done)
+            detail = result.errors[0]["detail"]
+            await self.areject(raw[: self.validator.max_payload_bytes], "too_large", detail, on_done)
             return result
         try:
             value = orjson.loads(raw)

@@ -14,10 +14,11 @@ The body is NDJSON (one event per line) or a JSON array of events.
 the body (``"durable": true`` in the answer), for clients that must not
 lose a batch when this process dies right after the 202.
 
-Wiring: ``add_push_endpoint(app, service)`` (what ``Service.app()`` does) or
-``add_ingest_routes(app, publisher)`` before the app starts; the records go
-through the bus's shared sink, started with the app and flushed on clean-up,
-so request handlers never block the loop on the bus.
+Wiring: ``monitor.ingest.runner.add_push_endpoint(app, service)`` (what
+``Service.app()`` does) or ``add_ingest_routes(app, publisher)`` before the
+app starts; the records go through the bus's shared sink, started with the
+app and flushed on clean-up, so request handlers never block the loop on the
+bus.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -35,9 +36,6 @@ from monitor.ingest.options import opt
 from monitor.ingest.publisher import MAX_REPORTED_ERRORS, BatchResult, Publisher, dump
 from monitor.ingest.sink import Sink, SinkClosed, release_sink, shared_sink
 from monitor.server import json_error, json_response
-
-if TYPE_CHECKING:
-    from monitor.service import Service
 
 log = logging.getLogger("fundflow.ingest.push")
 
@@ -152,7 +150,7 @@ async def ingest(request: web.Request) -> web.Response:
         waiter.seal()
         try:
             await asyncio.wait_for(asyncio.shield(waiter.fut), opts.wait_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             doc["durable"] = False
             return json_response(doc, 504)
         doc["durable"] = True
@@ -186,37 +184,6 @@ def add_ingest_routes(app: web.Application, publisher: Publisher, options: PushO
         sink = app.get(OWN_SINK)
         if isinstance(sink, Sink):
             await release_sink(sink)
-            publisher.sink = None
-
-    app.on_startup.append(start_sink)
-    app.on_cleanup.append(stop_sink)
-
-
-def add_push_endpoint(app: web.Application, svc: "Service") -> None:
-    """``POST /ingest`` on a service's app (``fundflow demo``, ``consume``, ``run``, ``ingest``).
-
-    Options come from the first ``[sources.NAME]`` table with ``type = "push"``
-    (its name becomes the ``source`` label; default ``push``); records go
-    through the service's shared ingest sink.
-    """
-    from monitor.ingest import wiring
-    from monitor.ingest.runner import source_options
-
-    name = next((n for n, t in svc.config.sources.items() if isinstance(t, dict) and t.get("type") == "push"), "push")
-    opts = source_options("push", name, svc.config)
-    publisher = wiring.publisher(svc, name, None)
-    app[PUBLISHER] = publisher
-    app[OPTIONS] = opts
-    app.router.add_post(opts.path, ingest)
-
-    async def start_sink(app: web.Application) -> None:
-        publisher.sink = await wiring.open_sink(svc)
-        app[OWN_SINK] = publisher.sink
-
-    async def stop_sink(app: web.Application) -> None:
-        sink = app.get(OWN_SINK)
-        if isinstance(sink, Sink):
-            await wiring.close_sink(svc, sink)
             publisher.sink = None
 
     app.on_startup.append(start_sink)

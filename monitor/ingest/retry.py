@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from monitor.stats import PipelineStats
 
@@ -54,7 +54,7 @@ async def sleep_or_stop(delay: float, stop: asyncio.Event | None) -> bool:
     try:
         await asyncio.wait_for(stop.wait(), delay)
         return True
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
 
 

@@ -1,4 +1,5 @@
-"""Builds sources from config and flags, and runs them until SIGTERM/SIGINT.
+"""Builds sources from config and flags, and runs them until SIGTERM/SIGINT;
+adds a service's ``POST /ingest`` (the push source) to its app.
 
 A source is a ``[sources.NAME]`` table with ``type = "mqtt" | "http-poll" |
 "websocket" | "replay" | "push"`` (``enabled = false`` skips it). The name is
@@ -15,10 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
 
 from monitor.config import Config
-from monitor.ingest import wiring
+from monitor.ingest import push, wiring
 from monitor.ingest.http_poll import HttpPollOptions, HttpPollSource
 from monitor.ingest.mqtt import MqttOptions, MqttSource
 from monitor.ingest.options import apply_args, apply_mapping, env_overrides, redacted
@@ -27,18 +31,13 @@ from monitor.ingest.push import PushOptions
 from monitor.ingest.replay import ReplayOptions, ReplaySource
 from monitor.ingest.retry import Backoff, sleep_or_stop
 from monitor.ingest.sink import Sink
+from monitor.ingest.source import Source
 from monitor.ingest.websocket import WebSocketOptions, WebSocketSource
 
 if TYPE_CHECKING:
     from monitor.service import Service
 
 log = logging.getLogger("fundflow.ingest")
-
-
-class Source(Protocol):
-    name: str
-
-    async def run(self, stop: asyncio.Event) -> None: ...
 
 
 OPTIONS: dict[str, type] = {
@@ -107,12 +106,12 @@ async def ensure_topics(bus: Any, stop: asyncio.Event) -> None:
 class IngestProcess:
     """The ingest side of one process: the shared sink and the running sources."""
 
-    def __init__(self, svc: "Service") -> None:
+    def __init__(self, svc: Service) -> None:
         self.svc = svc
         self.sink: Sink | None = None
         self.sources: list[Source] = []
 
-    async def start(self) -> "IngestProcess":
+    async def start(self) -> IngestProcess:
         self.sink = await wiring.open_sink(self.svc)
         return self
 
@@ -154,3 +153,31 @@ class IngestProcess:
             return True
         sink, self.sink = self.sink, None
         return await wiring.close_sink(self.svc, sink, timeout)
+
+
+def add_push_endpoint(app: web.Application, svc: Service) -> None:
+    """``POST /ingest`` on a service's app (``fundflow demo``, ``consume``, ``run``, ``ingest``).
+
+    Options come from the first ``[sources.NAME]`` table with ``type = "push"``
+    (its name becomes the ``source`` label; default ``push``); records go
+    through the service's shared ingest sink.
+    """
+    name = next((n for n, t in svc.config.sources.items() if isinstance(t, dict) and t.get("type") == "push"), "push")
+    opts = source_options("push", name, svc.config)
+    publisher = wiring.publisher(svc, name, None)
+    app[push.PUBLISHER] = publisher
+    app[push.OPTIONS] = opts
+    app.router.add_post(opts.path, push.ingest)
+
+    async def start_sink(app: web.Application) -> None:
+        publisher.sink = await wiring.open_sink(svc)
+        app[push.OWN_SINK] = publisher.sink
+
+    async def stop_sink(app: web.Application) -> None:
+        sink = app.get(push.OWN_SINK)
+        if isinstance(sink, Sink):
+            await wiring.close_sink(svc, sink)
+            publisher.sink = None
+
+    app.on_startup.append(start_sink)
+    app.on_cleanup.append(stop_sink)

@@ -23,9 +23,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from monitor.bus import Bus
 from monitor.ingest.retry import Backoff
@@ -86,13 +87,13 @@ class Sink:
         self.last_error: str | None = None
 
     # -- lifecycle ------------------------------------------------------------------
-    async def start(self) -> "Sink":
+    async def start(self) -> Sink:
         if self._task is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fundflow-sink")
             self._task = asyncio.create_task(self._drain(), name="fundflow-sink-drain")
         return self
 
-    async def __aenter__(self) -> "Sink":
+    async def __aenter__(self) -> Sink:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -112,7 +113,7 @@ class Sink:
         try:
             await asyncio.wait_for(self._empty.wait(), timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     async def close(self, timeout: float | None = 60.0) -> bool:
@@ -129,7 +130,7 @@ class Sink:
         if self._task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 ok = False
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)

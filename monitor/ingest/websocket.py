@@ -20,7 +20,8 @@ import orjson
 
 from monitor.ingest.options import opt
 from monitor.ingest.publisher import Publisher
-from monitor.ingest.retry import Backoff, reconnect_forever
+from monitor.ingest.retry import Backoff
+from monitor.ingest.source import FeedSource, with_bearer
 
 log = logging.getLogger("fundflow.ingest.websocket")
 
@@ -48,27 +49,19 @@ class WebSocketOptions:
             raise ValueError(f"{where}.url is required (ws:// or wss://)")
 
 
-class WebSocketSource:
+class WebSocketSource(FeedSource[WebSocketOptions]):
     type = "websocket"
 
     def __init__(self, opts: WebSocketOptions, publisher: Publisher) -> None:
-        self.opts = opts
-        self.publisher = publisher
-        self.name = publisher.source
-        self.stats = publisher.stats
-        self.connections = 0
+        super().__init__(opts, publisher)
         self.frames = 0
         self.ignored = 0
 
     def _headers(self) -> dict[str, str]:
-        h = dict(self.opts.headers)
-        if self.opts.token:
-            h["Authorization"] = f"Bearer {self.opts.token}"
-        return h
+        return with_bearer(dict(self.opts.headers), self.opts.token)
 
     async def run(self, stop: asyncio.Event) -> None:
         o = self.opts
-        backoff = Backoff(o.backoff_initial_s, max(o.backoff_initial_s, o.backoff_max_s))
 
         def failed(exc: BaseException) -> bool:
             if not isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)):
@@ -77,8 +70,7 @@ class WebSocketSource:
             return True
 
         async with aiohttp.ClientSession() as session:
-            await reconnect_forever(self.name, self.stats, backoff, stop,
-                                    lambda: self._connection(session, stop, backoff), failed)
+            await self.connect_forever(stop, lambda backoff: self._connection(session, stop, backoff), failed)
 
     async def _connection(self, session: aiohttp.ClientSession, stop: asyncio.Event, backoff: Backoff) -> None:
         o = self.opts
@@ -89,20 +81,9 @@ class WebSocketSource:
             for msg in o.subscribe:
                 await ws.send_str(msg if isinstance(msg, str) else orjson.dumps(msg).decode())
             self.connections += 1
-            self.stats.connected[self.name] = True
-            backoff.reset()
+            self.mark_up(backoff)
             log.info("%s: connected to %s (%d subscription message(s))", self.name, o.url, len(o.subscribe))
-            reader = asyncio.create_task(self._read(ws))
-            stopper = asyncio.create_task(stop.wait())
-            try:
-                await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stopper.cancel()
-                if not reader.done():
-                    reader.cancel()
-                await asyncio.gather(reader, stopper, return_exceptions=True)
-            if reader.done() and not reader.cancelled() and reader.exception() is not None:
-                raise reader.exception()  # type: ignore[misc]
+            await self.read_until_stopped(self._read(ws), stop)
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         o = self.opts

@@ -14,7 +14,9 @@ import logging
 import weakref
 from typing import TYPE_CHECKING
 
-from monitor.bus import Bus, make_bus
+from monitor.bus import Bus
+from monitor.bus.factory import make_bus
+from monitor.bus.kafka import KafkaBus
 from monitor.ingest.publisher import Publisher
 from monitor.ingest.sink import Sink, release_sink, shared_sink
 
@@ -23,26 +25,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fundflow.ingest")
 
-_BUSES: "weakref.WeakKeyDictionary[Service, Bus]" = weakref.WeakKeyDictionary()
+_BUSES: weakref.WeakKeyDictionary[Service, Bus] = weakref.WeakKeyDictionary()
 
 
-def ingest_bus(svc: "Service") -> Bus:
+def ingest_bus(svc: Service) -> Bus:
     """The bus the ingestors of ``svc`` produce to (created once per service)."""
     bus = _BUSES.get(svc)
     if bus is None:
-        from monitor.bus.kafka import KafkaBus
-
         bus = make_bus(svc.config) if isinstance(svc.bus, KafkaBus) else svc.bus
         _BUSES[svc] = bus
     return bus
 
 
-async def open_sink(svc: "Service") -> Sink:
+async def open_sink(svc: Service) -> Sink:
     """The started shared sink of the service's ingest bus; pair with :func:`close_sink`."""
     return await shared_sink(ingest_bus(svc), svc.stats, max_events=svc.config.kafka.buffer_max_events)
 
 
-async def close_sink(svc: "Service", sink: Sink, timeout: float = 60.0) -> bool:
+async def close_sink(svc: Service, sink: Sink, timeout: float = 60.0) -> bool:
     """Release the sink; the last user delivers what is buffered and closes a producer of our own."""
     ok = await release_sink(sink, timeout)
     bus = _BUSES.get(svc)
@@ -54,6 +54,6 @@ async def close_sink(svc: "Service", sink: Sink, timeout: float = 60.0) -> bool:
     return ok
 
 
-def publisher(svc: "Service", source: str, sink: Sink | None) -> Publisher:
+def publisher(svc: Service, source: str, sink: Sink | None) -> Publisher:
     """A publisher for ``source`` that hands records to ``sink`` (the sources' async path)."""
     return Publisher(ingest_bus(svc), svc.validator, svc.stats, source, sink)

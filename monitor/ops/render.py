@@ -21,8 +21,9 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 from grafana_foundation_sdk.builders import alerting as gal
@@ -211,7 +212,7 @@ def _panel(panel: S.Panel, panel_id: int, spec: S.Spec) -> Any:
     if panel.mappings:
         b = b.mappings(_mappings(panel))
     if panel.link_symbol:
-        b = b.data_links([gdb.DashboardLink("Symbol detail").url(S._TO_SYMBOL_DETAIL)])
+        b = b.data_links([gdb.DashboardLink("Symbol detail").url(S.TO_SYMBOL_DETAIL)])
     for name, props in panel.overrides:
         b = b.override_by_name(name, [mdb.DynamicConfigValue(id_val=k, value=v) for k, v in props.items()])
     for t in panel.transformations:
@@ -416,8 +417,9 @@ def check(config: Config, out_dir: Path) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="fundflow rules render",
-                                description="Render Prometheus rules and Grafana provisioning from monitor/ops/spec.py.")
+    p = argparse.ArgumentParser(
+        prog="fundflow rules render",
+        description="Render Prometheus rules and Grafana provisioning from monitor/ops/spec.py.")
     p.add_argument("--config", help="TOML config file ([alerts] thresholds, for_overrides, runbook_base_url)")
     p.add_argument("--out", default=".", help="directory that receives grafana/ (default: current directory)")
     p.add_argument("--check", action="store_true",

@@ -42,8 +42,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Literal
 
 from monitor.config import AlertsConfig, Config
 
@@ -218,7 +219,7 @@ class Alert:
     def grafana_uid(self) -> str:
         return _kebab(self.name)[:40]
 
-    def resolve(self, alerts: AlertsConfig) -> "ResolvedAlert":
+    def resolve(self, alerts: AlertsConfig) -> ResolvedAlert:
         threshold = fill(self.threshold, alerts)
         float(threshold)  # must be a number once filled
         value = fill(self.value, alerts)
@@ -369,9 +370,11 @@ class Dashboard:
 
 RECORDING_RULES: tuple[RecordingRule, ...] = (
     RecordingRule("market:fundflow_market_open:max", "max by (market) (fundflow_market_open)"),
-    RecordingRule("source:fundflow_events_ingested:rate1m", "sum by (source) (rate(fundflow_events_ingested_total[1m]))"),
+    RecordingRule("source:fundflow_events_ingested:rate1m",
+                  "sum by (source) (rate(fundflow_events_ingested_total[1m]))"),
     RecordingRule("kind:fundflow_events_applied:rate1m", "sum by (kind) (rate(fundflow_events_applied_total[1m]))"),
-    RecordingRule("reason:fundflow_events_rejected:rate5m", "sum by (reason) (rate(fundflow_events_rejected_total[5m]))"),
+    RecordingRule("reason:fundflow_events_rejected:rate5m",
+                  "sum by (reason) (rate(fundflow_events_rejected_total[5m]))"),
     # no series at all until the first rejection: 0 then, so the dead-letter alert and panel always have data
     RecordingRule(":fundflow_events_rejected:rate5m", "sum(rate(fundflow_events_rejected_total[5m])) or vector(0)"),
     RecordingRule(":fundflow_event_lag_seconds:histogram_quantile",
@@ -573,7 +576,7 @@ ALERTS: tuple[Alert, ...] = (
 # dashboards ------------------------------------------------------------------------------
 
 _SYM = '{symbol="$symbol"}'
-_TO_SYMBOL_DETAIL = "/d/fundflow-symbol/symbol-detail?var-symbol=${__data.fields.symbol}&${__url_time_range}"
+TO_SYMBOL_DETAIL = "/d/fundflow-symbol/symbol-detail?var-symbol=${__data.fields.symbol}&${__url_time_range}"
 
 _OVERVIEW = Dashboard(
     uid="fundflow-overview",
@@ -666,7 +669,8 @@ _SYMBOL = Dashboard(
     rows=(
         Row("ETF: price and turnover", (
             Panel("Price change", "stat", (Target(f"fundflow_etf_price_change_ratio{_SYM}", instant=True),),
-                  description="Last price over the previous session's last price, minus 1. Red up, green down (mainland convention).",
+                  description="Last price over the previous session's last price, minus 1. "
+                              "Red up, green down (mainland convention).",
                   unit="percentunit", decimals=2, width=4, height=5,
                   thresholds=(("", "green"), ("0", "red"))),
             Panel("Last price", "stat", (Target(f"fundflow_etf_last_price_cny{_SYM}", instant=True),),

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.services import LOOPBACK, free_port, wait_until
 from tests.conftest import REPO_ROOT, missing
-from tests.harness.services import LOOPBACK, free_port, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
@@ -54,7 +54,8 @@ def _start_demo(log: Path, duration: int) -> Demo:
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
         demo = Demo(f"http://{LOOPBACK}:{port}", proc, log)
         try:
-            wait_until(lambda: proc.poll() is not None or _healthy(demo.url), 30, "fundflow demo /healthz")
+            wait_until(lambda: proc.poll() is not None or _healthy(demo.url),  # noqa: B023 - called in this iteration
+                       30, "fundflow demo /healthz")
         except TimeoutError:
             proc.kill()
             raise
@@ -101,7 +102,7 @@ def page(browser):
     errors: list[str] = []
     pg.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
     pg.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
-    pg.errors = errors  # type: ignore[attr-defined]
+    pg.errors = errors  # type: ignore[attr-defined]  # the tests read the page's errors off the page
     yield pg
     context.close()
 

@@ -140,7 +140,7 @@ def test_seed_day_story_in_the_browser(page, demo):
     try:
         page.wait_for_function(
             "(day) => document.getElementById('as-of').textContent.startsWith(day)", arg=SEED_DAY, timeout=90_000)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure gets the screenshot and the demo log
         page.screenshot(path=str(artifact("board-timeout.png")), full_page=True)
         raise AssertionError(f"board never reached {SEED_DAY} (as_of {page.inner_text('#as-of')!r});"
                              f" demo log:\n{demo.tail()}") from None

@@ -1,7 +1,7 @@
 """Helpers for the fault suite: ingestors and consumers as processes, a clean in-process reference,
-counting what is on the Kafka topics, reading counters from /metrics.
+counting what is on the Kafka topics (counters on /metrics: ``harness.metrics``).
 
-The processes are ``tests.integration.fundflow_procs.ConsumerProc`` and ``IngestProc``.
+The processes are ``harness.fundflow.ConsumerProc`` and ``IngestProc``.
 """
 
 from __future__ import annotations
@@ -10,40 +10,17 @@ import asyncio
 import base64
 import time
 from collections import Counter
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import orjson
-from prometheus_client.parser import text_string_to_metric_families
 
+from harness.fundflow import ConsumerProc
+from harness.services import wait_until
 from monitor.events import DEADLETTER_TOPIC, TOPICS
-from tests.harness.services import wait_until
 from tests.integration.fundflow_procs import business_lines
-from tests.harness.fundflow import ConsumerProc
 
 EVENT_TOPICS = tuple(TOPICS.values())
-
-
-# --------------------------------------------------------------------------------------------- counting
-def counter(text: str, name: str, **labels: str) -> float:
-    """Sum of a counter's samples (``name`` without ``_total``) whose labels include ``labels``."""
-    total = 0.0
-    for fam in text_string_to_metric_families(text):
-        if fam.name != name:
-            continue
-        for s in fam.samples:
-            if s.name.endswith("_total") and all(s.labels.get(k) == v for k, v in labels.items()):
-                total += s.value
-    return total
-
-
-def by_label(text: str, name: str, label: str) -> Counter[str]:
-    out: Counter[str] = Counter()
-    for fam in text_string_to_metric_families(text):
-        if fam.name == name:
-            for s in fam.samples:
-                if s.name.endswith("_total"):
-                    out[s.labels.get(label, "")] += int(s.value)
-    return out
 
 
 def read_all(bootstrap: str, topics: Iterable[str], timeout: float = 60) -> list[Any]:
@@ -145,6 +122,6 @@ def wait_drained(proc: ConsumerProc, applied: int, timeout: float = 120) -> dict
 
     try:
         wait_until(done, timeout, f"{applied} events applied")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure is re-raised with the status and the log
         raise AssertionError(f"{exc}; last status {last}; log:\n{proc.log_tail()}") from None
     return last

@@ -14,10 +14,10 @@ from typing import Any
 import orjson
 from kafka import KafkaProducer
 
+from harness.fundflow import ConsumerProc, http
+from harness.services import wait_until
 from monitor.events import TOPICS
 from tests.faults.pipeline import dead_letters, wait_drained
-from tests.harness.fundflow import ConsumerProc, http
-from tests.harness.services import wait_until
 
 CONFIG = """
 [[compute.closures]]

@@ -20,11 +20,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.fundflow import ConsumerProc, IngestProc, http
+from harness.metrics import sample_sum, sample_sum_by, sample_value
+from harness.services import wait_until
 from monitor.events import DEADLETTER_TOPIC, REASONS, TOPICS, Rejected
 from tests.faults import badinput
-from tests.faults.pipeline import by_label, clean_run, counter, dead_letters, wait_drained
-from tests.harness.fundflow import ConsumerProc, IngestProc, http
-from tests.harness.services import wait_until
+from tests.faults.pipeline import clean_run, dead_letters, wait_drained
 from tests.ingest.brokers import QosPublisher
 
 N_MQTT, N_PUSH, N_KAFKA = 3_000, 4_000, 3_500  # 10,500 generated bad payloads (+ whole bad bodies, 1 MB records)
@@ -58,8 +59,8 @@ def test_ten_thousand_bad_payloads_on_three_paths(kafka_factory, mosquitto_facto
                         ["--host", mq.host, "--port", str(mq.port), "--topic", "md/#", "--client-id", "fuzz-mqtt",
                          "--backoff-max-s", "1"]).start()
     ingest.wait_http()
-    wait_until(lambda: counter(ingest.metrics(), "fundflow_source_connected") or
-               'fundflow_source_connected{source="mqtt"} 1.0' in ingest.metrics(), 30, "MQTT ingestor connected")
+    wait_until(lambda: sample_value(ingest.metrics(), "fundflow_source_connected", {"source": "mqtt"}) == 1, 30,
+               "MQTT ingestor connected")
 
     # -- MQTT ------------------------------------------------------------------------------------
     mqtt_bad = list(badinput.payloads(101, N_MQTT, big_every=500))
@@ -130,9 +131,9 @@ def test_ten_thousand_bad_payloads_on_three_paths(kafka_factory, mosquitto_facto
     good = mqtt_good + push_good + kafka_good
     n_mqtt_letters = sum(expected_letters(raw) for _, raw in mqtt_bad)
     n_push_letters = N_PUSH + len(whole_bodies)
-    wait_until(lambda: counter(ingest.metrics(), "fundflow_events_rejected", source="mqtt") >= n_mqtt_letters
-               and counter(ingest.metrics(), "fundflow_events_ingested", source="mqtt") >= len(mqtt_good)
-               and counter(ingest.metrics(), "fundflow_ingest_buffered_events") == 0,
+    wait_until(lambda: sample_sum(ingest.metrics(), "fundflow_events_rejected_total", source="mqtt") >= n_mqtt_letters
+               and sample_sum(ingest.metrics(), "fundflow_events_ingested_total", source="mqtt") >= len(mqtt_good)
+               and sample_sum(ingest.metrics(), "fundflow_ingest_buffered_events") == 0,
                90, "MQTT ingestor through every message")
     status = wait_drained(consumer, len(good), 120)
 
@@ -140,11 +141,11 @@ def test_ten_thousand_bad_payloads_on_three_paths(kafka_factory, mosquitto_facto
     assert consumer.alive() and ingest.alive()
     mqtt_metrics = ingest.metrics()
     metrics = consumer.metrics()
-    assert counter(mqtt_metrics, "fundflow_events_rejected", source="mqtt") == n_mqtt_letters
-    assert counter(mqtt_metrics, "fundflow_events_ingested", source="mqtt") == len(mqtt_good)
-    assert counter(metrics, "fundflow_events_rejected", source="push") == n_push_letters
-    assert counter(metrics, "fundflow_events_rejected", source="consumer") == len(kafka_bad)
-    assert counter(metrics, "fundflow_events_ingested", source="push") == len(push_good)
+    assert sample_sum(mqtt_metrics, "fundflow_events_rejected_total", source="mqtt") == n_mqtt_letters
+    assert sample_sum(mqtt_metrics, "fundflow_events_ingested_total", source="mqtt") == len(mqtt_good)
+    assert sample_sum(metrics, "fundflow_events_rejected_total", source="push") == n_push_letters
+    assert sample_sum(metrics, "fundflow_events_rejected_total", source="consumer") == len(kafka_bad)
+    assert sample_sum(metrics, "fundflow_events_ingested_total", source="push") == len(push_good)
 
     # -- every one dead-lettered, with a reason ---------------------------------------------------------
     def all_letters_written() -> list[dict[str, Any]]:
@@ -163,7 +164,7 @@ def test_ten_thousand_bad_payloads_on_three_paths(kafka_factory, mosquitto_facto
         if key is not None:
             assert kafka_originals[key] >= 1, raw[:100]
     letter_reasons = Counter(x["reason"] for x in letters)
-    assert by_label(metrics, "fundflow_events_rejected", "reason") + by_label(mqtt_metrics, "fundflow_events_rejected",
+    assert sample_sum_by(metrics, "fundflow_events_rejected_total", "reason") + sample_sum_by(mqtt_metrics, "fundflow_events_rejected_total",
                                                                               "reason") == letter_reasons
     for wanted in ("bad_json", "too_large", "unknown_kind", "missing_field", "wrong_type", "bad_number",
                    "bad_value", "bad_symbol", "bad_timestamp", "outside_session"):
@@ -249,7 +250,7 @@ def test_large_payloads_are_dead_lettered_truncated_not_stuck() -> None:
     Kafka record: a 2 MB MQTT message or a 1 MB record must not make a dead letter Kafka refuses."""
     import base64
 
-    from consumers.runner import deadletter_record
+    from monitor.deadletter import deadletter_record
 
     letter = orjson.loads(deadletter_record(b"z" * (2 * 1024 * 1024), "mqtt", "too_large", "big"))
     assert len(base64.b64decode(letter["original"])) <= 64 * 1024

@@ -15,10 +15,11 @@ from collections import Counter
 import aiohttp
 import orjson
 
+from harness.fundflow import ConsumerProc, IngestProc, http
+from harness.metrics import sample_sum
+from harness.services import wait_until
 from tests.faults import badinput
-from tests.faults.pipeline import clean_run, counter, wait_drained
-from tests.harness.fundflow import ConsumerProc, IngestProc, http
-from tests.harness.services import wait_until
+from tests.faults.pipeline import clean_run, wait_drained
 
 CLIENTS = 200
 RATE = 5_000  # events per second
@@ -56,7 +57,7 @@ def test_200_clients_while_ingesting_5000_events_per_second(kafka_factory, tmp_p
     assert not result["errors"], result["errors"]
     assert result["ingest_status"] == {202: len(bodies) - 1}
     assert rate >= 0.9 * RATE, f"ingest only reached {rate:,.0f} events/s"
-    wait_until(lambda: counter(push.metrics(), "fundflow_ingest_buffered_events") == 0, 60, "push buffer empty")
+    wait_until(lambda: sample_sum(push.metrics(), "fundflow_ingest_buffered_events") == 0, 60, "push buffer empty")
     status = wait_drained(consumer, total, 120)
     assert status["events"]["applied"] == total and status["events"]["duplicates"] == 0
     assert consumer.documents() == clean_run(events)["documents"]

@@ -13,11 +13,19 @@ import time
 
 import orjson
 
+from harness.metrics import sample_sum
+from harness.services import wait_until
 from tests.faults import badinput
-from tests.faults.pipeline import EVENT_TOPICS, counter, dead_letters, event_ids, identity, read_all, wait_drained
-from tests.faults.pipeline import clean_run
+from tests.faults.pipeline import (
+    EVENT_TOPICS,
+    clean_run,
+    dead_letters,
+    event_ids,
+    identity,
+    read_all,
+    wait_drained,
+)
 from tests.faults.test_restarts import start_pipeline
-from tests.harness.services import wait_until
 from tests.ingest.brokers import QosPublisher
 
 N = 6_000
@@ -55,27 +63,27 @@ def test_mosquitto_restarts_during_qos1_publish_run(kafka_factory, mosquitto_fac
     t = threading.Thread(target=publish, daemon=True)
     t.start()
     try:
-        wait_until(lambda: counter(mqtt.metrics(), "fundflow_events_ingested") > N // 5, 60, "a fifth in")
+        wait_until(lambda: sample_sum(mqtt.metrics(), "fundflow_events_ingested_total") > N // 5, 60, "a fifth in")
         mq.restart()  # SIGTERM, then start on the same port and persistence file
-        wait_until(lambda: counter(mqtt.metrics(), "fundflow_events_ingested") > N // 2, 60, "half in")
+        wait_until(lambda: sample_sum(mqtt.metrics(), "fundflow_events_ingested_total") > N // 2, 60, "half in")
         mq.restart()
         assert done.wait(120)
         pub.wait(120)  # every message acknowledged by the broker (PUBACK)
         pub.close()
         sent_bad = len(sent)
         distinct = {identity(e) for e in events}
-        wait_until(lambda: counter(mqtt.metrics(), "fundflow_ingest_buffered_events") == 0
-                   and counter(mqtt.metrics(), "fundflow_events_ingested") >= N, 120, "ingestor through")
+        wait_until(lambda: sample_sum(mqtt.metrics(), "fundflow_ingest_buffered_events") == 0
+                   and sample_sum(mqtt.metrics(), "fundflow_events_ingested_total") >= N, 120, "ingestor through")
         status = wait_drained(consumer, N, 120)
         m = mqtt.metrics()
-        assert counter(m, "fundflow_source_reconnects", source="mqtt") >= 2
+        assert sample_sum(m, "fundflow_source_reconnects_total", source="mqtt") >= 2
         on_topics = event_ids(read_all(kb.bootstrap, EVENT_TOPICS))
         records = sum(on_topics.values())
         ev = status["events"]
         assert set(on_topics) == distinct  # no QoS 1 message lost
         assert ev["applied"] == N and ev["rejected"] == 0
         assert records == ev["applied"] + ev["duplicates"], (records, ev)
-        rejected = int(counter(m, "fundflow_events_rejected", source="mqtt"))
+        rejected = int(sample_sum(m, "fundflow_events_rejected_total", source="mqtt"))
         letters = [x for x in dead_letters(kb.bootstrap) if x["source"] == "mqtt"]
         assert len(letters) == rejected and len({x["raw"] for x in letters}) == sent_bad
         ref = clean_run(events)

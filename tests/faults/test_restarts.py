@@ -18,11 +18,20 @@ from typing import Any
 
 import orjson
 
+from harness.fundflow import ConsumerProc, IngestProc, http
+from harness.metrics import sample_sum, sample_value
+from harness.services import wait_until
 from monitor.simulator import Scenario, generate
-from tests.faults.pipeline import (EVENT_TOPICS, business_lines, clean_run, counter, dead_letters, event_ids,
-                                    identity, read_all, wait_drained)
-from tests.harness.fundflow import ConsumerProc, IngestProc, http
-from tests.harness.services import wait_until
+from tests.faults.pipeline import (
+    EVENT_TOPICS,
+    business_lines,
+    clean_run,
+    dead_letters,
+    event_ids,
+    identity,
+    read_all,
+    wait_drained,
+)
 from tests.ingest.brokers import QosPublisher
 
 DAY = Scenario(days=2, trade_interval_s=20, tick_interval_s=300)  # ~7,800 events over two trading days
@@ -90,7 +99,7 @@ def start_pipeline(kb: Any, mq: Any, tmp_path: Any, group: str) -> tuple[Consume
     push = IngestProc("push", kb.bootstrap, tmp_path / "push.log").start()
     mqtt.wait_http()
     push.wait_http()
-    wait_until(lambda: 'fundflow_source_connected{source="mqtt"} 1.0' in mqtt.metrics(), 30, "MQTT ingestor connected")
+    wait_until(lambda: sample_value(mqtt.metrics(), "fundflow_source_connected", {"source": "mqtt"}) == 1, 30, "MQTT ingestor connected")
     return consumer, mqtt, push
 
 
@@ -104,13 +113,13 @@ def account(kb: Any, consumer: ConsumerProc, ingestors: list[IngestProc], events
     is held to "everything applied, state equal to the clean run".
     """
     distinct = {identity(e) for e in events}
-    wait_until(lambda: all(counter(p.metrics(), "fundflow_ingest_buffered_events") == 0 for p in ingestors), 120,
+    wait_until(lambda: all(sample_sum(p.metrics(), "fundflow_ingest_buffered_events") == 0 for p in ingestors), 120,
                "ingest buffers empty")
     live = wait_drained(consumer, len(distinct), 180)["events"]
     on_topics = event_ids(read_all(kb.bootstrap, EVENT_TOPICS))
     records = sum(on_topics.values())
-    edge_rejected = int(sum(counter(p.metrics(), "fundflow_events_rejected") for p in ingestors))
-    edge_ingested = int(sum(counter(p.metrics(), "fundflow_events_ingested") for p in ingestors))
+    edge_rejected = int(sum(sample_sum(p.metrics(), "fundflow_events_rejected_total") for p in ingestors))
+    edge_ingested = int(sum(sample_sum(p.metrics(), "fundflow_events_ingested_total") for p in ingestors))
     # nothing lost: every distinct event sent is on the topics, nothing else is
     assert set(on_topics) == distinct
     assert live["rejected"] == 0, live
@@ -166,18 +175,25 @@ def test_kafka_broker_sigterm_and_sigkill_mid_day(kafka_factory, mosquitto_facto
 
         feeds.send(phases[0], 0)
         wait_until(lambda: consumer.status()["events"]["applied"] > 0, 60, "first events applied")
-        mark('stop'); kb.stop()  # SIGTERM: a clean broker shutdown mid-day
+        mark('stop')
+        kb.stop()  # SIGTERM: a clean broker shutdown mid-day
         feeds.send(phases[1], 1)  # into the ingestors' buffers (and Mosquitto's queue) while Kafka is away
         time.sleep(1)
-        mark('start'); kb.start(); mark('started')
+        mark('start')
+        kb.start()
+        mark('started')
         feeds.send(phases[2], 2)
         time.sleep(1)
-        mark('kill'); kb.kill()  # SIGKILL: the broker dies without a word
+        mark('kill')
+        kb.kill()  # SIGKILL: the broker dies without a word
         feeds.send(phases[3], 3)
         time.sleep(1)
-        mark('start'); kb.start(); mark('started')
+        mark('start')
+        kb.start()
+        mark('started')
         feeds.send(phases[4], 4)
-        feeds.close(); mark('published')
+        feeds.close()
+        mark('published')
         numbers = account(kb, consumer, [mqtt, push], events, feeds, tmp_path)
         mark('accounted')
         assert consumer.documents() == ref["documents"]

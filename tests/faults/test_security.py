@@ -12,11 +12,12 @@ from typing import Any
 import orjson
 import pytest
 
+from harness.fundflow import ConsumerProc, IngestProc, http
+from harness.metrics import sample_sum, sample_value
+from harness.services import wait_until
 from monitor.events import TOPICS
 from tests.faults import badinput
-from tests.faults.pipeline import counter, read_all
-from tests.harness.fundflow import ConsumerProc, IngestProc, http
-from tests.harness.services import wait_until
+from tests.faults.pipeline import read_all
 from tests.ingest.brokers import QosPublisher
 
 PROTECTED = [("GET", "/metrics"), ("GET", "/api/v1/symbols"), ("GET", "/api/v1/status"),
@@ -90,25 +91,25 @@ def test_mqtt_username_password(kafka_factory, mosquitto_factory, tmp_path, ledg
     wrong = IngestProc("mqtt", kb.bootstrap, tmp_path / "wrong.log", args,
                        env={"FUNDFLOW_MQTT__USERNAME": "feed", "FUNDFLOW_MQTT__PASSWORD": "not-" + password}).start()
     wrong.wait_http()
-    wait_until(lambda: counter(wrong.metrics(), "fundflow_source_reconnects", source="mqtt") >= 2, 30,
+    wait_until(lambda: sample_sum(wrong.metrics(), "fundflow_source_reconnects_total", source="mqtt") >= 2, 30,
                "refused and retrying")
-    assert 'fundflow_source_connected{source="mqtt"} 1.0' not in wrong.metrics()
+    assert sample_value(wrong.metrics(), "fundflow_source_connected", {"source": "mqtt"}) != 1
     assert wrong.alive() and wrong.stop() == 0
     anonymous = IngestProc("mqtt", kb.bootstrap, tmp_path / "anon.log", args).start()
     anonymous.wait_http()
-    wait_until(lambda: counter(anonymous.metrics(), "fundflow_source_reconnects", source="mqtt") >= 2, 30,
+    wait_until(lambda: sample_sum(anonymous.metrics(), "fundflow_source_reconnects_total", source="mqtt") >= 2, 30,
                "anonymous refused")
     assert anonymous.stop() == 0
     ok = IngestProc("mqtt", kb.bootstrap, tmp_path / "ok.log", args,
                     env={"FUNDFLOW_SOURCES__MQTT__USERNAME": "feed", "FUNDFLOW_SOURCES__MQTT__PASSWORD": password}).start()
     ok.wait_http()
-    wait_until(lambda: 'fundflow_source_connected{source="mqtt"} 1.0' in ok.metrics(), 30, "connected")
+    wait_until(lambda: sample_value(ok.metrics(), "fundflow_source_connected", {"source": "mqtt"}) == 1, 30, "connected")
     pub = QosPublisher(mq, username="feed", password=password)
     events = [badinput.good_trade(i, "auth") for i in range(20)]
     pub.publish("md/etf/trades/a", orjson.dumps(events))
     pub.wait(30)
     pub.close()
-    wait_until(lambda: counter(ok.metrics(), "fundflow_events_ingested", source="mqtt") >= 20, 30, "events in")
+    wait_until(lambda: sample_sum(ok.metrics(), "fundflow_events_ingested_total", source="mqtt") >= 20, 30, "events in")
     assert ok.stop() == 0
     got = {orjson.loads(r.value)["trade_id"] for r in read_all(kb.bootstrap, [TOPICS["trade"]])}
     assert got == {e["trade_id"] for e in events}
@@ -177,7 +178,7 @@ def test_kafka_sasl_and_tls_settings_reach_every_client(tmp_path, monkeypatch) -
     list(bus.read_partitions("fundflow.state.daily", [0]))
     ingest = wiring.ingest_bus(svc)  # the ingestors' producer of their own
     assert isinstance(ingest, kmod.KafkaBus) and ingest is not bus
-    ingest.producer  # noqa: B018
+    ingest.producer  # noqa: B018 - builds the ingest producer
     want = {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "fundflow",
             "sasl_plain_password": secret, "ssl_cafile": "/etc/kafka/ca.pem", "ssl_certfile": "/etc/kafka/client.pem",
             "ssl_keyfile": "/etc/kafka/client.key", "bootstrap_servers": ["broker-a:9093", "broker-b:9093"]}

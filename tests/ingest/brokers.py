@@ -6,7 +6,8 @@ import asyncio
 import threading
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -31,7 +32,7 @@ class Stack:
                          backoff_initial_s=0.1, backoff_max_s=0.5)
         self.publisher = Publisher(self.bus, validator(), self.stats, source, self.sink)
 
-    async def __aenter__(self) -> "Stack":
+    async def __aenter__(self) -> Stack:
         await asyncio.get_running_loop().run_in_executor(None, self.bus.ensure_topics)
         await self.sink.start()
         return self

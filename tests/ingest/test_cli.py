@@ -14,11 +14,12 @@ from pathlib import Path
 import orjson
 import pytest
 
+from harness.metrics import sample_value
+from harness.services import free_port, port_open
 from monitor.cli import build_parser
 from monitor.config import load_config
 from monitor.events import TOPICS
 from monitor.ingest.runner import OPTIONS, configured_sources, source_options
-from tests.harness.services import free_port, port_open
 from tests.ingest.brokers import read_topic
 from tests.ingest.conftest import TS, trade
 
@@ -90,11 +91,13 @@ def test_ingest_replay_then_mqtt_sigterm(kafka, mosquitto, tmp_path) -> None:
             time.sleep(0.1)
         import urllib.request
 
-        body = b""
-        while time.monotonic() < deadline and b'fundflow_source_connected{source="mqtt"} 1.0' not in body:
-            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+        def connected() -> bool:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            return sample_value(text, "fundflow_source_connected", {"source": "mqtt"}) == 1
+
+        while time.monotonic() < deadline and not connected():
             time.sleep(0.1)
-        assert b'fundflow_source_connected{source="mqtt"} 1.0' in body, log.read_text()
+        assert connected(), log.read_text()
         p.send_signal(signal.SIGTERM)
         assert p.wait(30) == 0, log.read_text()
     finally:

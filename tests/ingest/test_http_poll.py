@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from itertools import pairwise
 
 import orjson
 from aiohttp import web
@@ -70,7 +71,7 @@ async def test_errors_timeouts_etag_no_duplicates(publisher: Publisher, bus: Fla
                          ("v2", '"v1"')]
     assert steps[6][1] == '"v2"' and src.not_modified >= 2
     # backoff observed: the retry after the 2nd failure waited longer than the normal interval
-    gaps = [b[0] - a[0] for a, b in zip(feed.requests, feed.requests[1:])]
+    gaps = [b[0] - a[0] for a, b in pairwise(feed.requests)]
     assert 0.05 <= gaps[0] <= 0.2 and 0.1 <= gaps[1] <= 0.35
     assert gaps[4] >= 0.3 + 0.05  # a 0.3 s timeout, then a backoff delay
     assert src.failures == 3 and publisher.stats.reconnects["test"] == 3

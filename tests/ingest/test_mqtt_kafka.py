@@ -93,7 +93,7 @@ async def test_n_events_json_arrays_bad_payloads_and_broker_restart(kafka, mosqu
         await pub_task
         await loop.run_in_executor(None, pub.wait, 60)
         pub.close()
-        await until(lambda: len(stack.sink._queue) == 0 and stack.stats.rejected[("mqtt", "missing_field")] >= 1,
+        await until(lambda: stack.sink.pending == 0 and stack.stats.rejected[("mqtt", "missing_field")] >= 1,
                     60, "all messages through")
         assert stack.stats.reconnects["mqtt"] >= 1
         await running.close()

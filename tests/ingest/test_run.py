@@ -12,10 +12,11 @@ from typing import Any
 
 import orjson
 
+from harness.fundflow import FundflowProc, http
+from harness.metrics import sample_value
+from harness.services import wait_until
 from monitor.simulator import Scenario, generate
 from tests.faults.pipeline import clean_run
-from tests.harness.fundflow import FundflowProc, http
-from tests.harness.services import wait_until
 from tests.ingest.brokers import QosPublisher
 
 
@@ -60,7 +61,7 @@ type = "push"
         proc.wait_http("/readyz", 90)
         pub = QosPublisher(mosquitto)
         try:
-            wait_until(lambda: 'fundflow_source_connected{source="feed"} 1.0' in proc.metrics(), 30,
+            wait_until(lambda: sample_value(proc.metrics(), "fundflow_source_connected", {"source": "feed"}) == 1, 30,
                        "MQTT source connected")
             for i in range(0, len(ticks), 100):  # JSON arrays of 100 ticks
                 pub.publish("md/run/southbound", orjson.dumps(ticks[i:i + 100]))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from monitor.bus.kafka import KafkaBus
+from monitor.calendars import default_calendars
 from monitor.config import KafkaConfig
 from monitor.events import Validator
-from monitor.calendars import default_calendars
 from monitor.ingest.publisher import Publisher
 from monitor.stats import PipelineStats
 

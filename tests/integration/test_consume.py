@@ -20,12 +20,12 @@ import orjson
 import pytest
 from kafka import KafkaConsumer
 
+from harness.fundflow import ConsumerProc
+from harness.services import wait_until
 from monitor.calendars import local_date
 from monitor.events import DEADLETTER_TOPIC
 from monitor.simulator import Scenario, generate, truth
-from tests.harness.services import wait_until
 from tests.integration.fundflow_procs import business_lines, produce
-from tests.harness.fundflow import ConsumerProc
 
 SCENARIO = Scenario(days=6)
 SEED_DAY = "2025-09-12"
@@ -58,8 +58,8 @@ def tape() -> dict[str, list[dict[str, Any]]]:
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory, tape):
     """A broker holding the whole tape, and an uninterrupted consumer's final state."""
+    from harness.services import KafkaBroker
     from tests.conftest import _start
-    from tests.harness.services import KafkaBroker
 
     b = _start(KafkaBroker(tmp_path_factory.mktemp("kafka-consume")))
     stats = produce(b.bootstrap, tape["history"] + tape["seed"] + tape["seed"][:DUPLICATES], raw=POISON)

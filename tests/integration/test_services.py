@@ -1,4 +1,4 @@
-"""Smoke tests for the real-service harness (tests/harness/services.py).
+"""Smoke tests for the real-service harness (harness/services.py).
 
 They prove that the launchers bring up working servers: Kafka (KRaft) with a
 produce/consume roundtrip and data surviving a restart, Mosquitto QoS 1 (also
@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from tests.harness.services import free_port, wait_until
+from harness.services import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -305,7 +305,7 @@ class _Webhook:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):  # noqa: N802 - the name http.server dispatches to
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 outer.payloads.append(json.loads(body))
                 self.send_response(200)

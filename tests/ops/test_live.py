@@ -33,10 +33,10 @@ from pathlib import Path
 
 from aiohttp import web
 
+from harness.services import LOOPBACK, free_port, wait_until
 from monitor.config import AlertsConfig, Config
 from monitor.ops import render as R
 from monitor.ops import spec as S
-from tests.harness.services import LOOPBACK, free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -63,7 +63,7 @@ class Webhook:
         self.arrived.set()
         return web.json_response({"ok": True})
 
-    async def start(self) -> "Webhook":
+    async def start(self) -> Webhook:
         app = web.Application()
         app.router.add_post("/alerts", self._post)
         self.runner = web.AppRunner(app)
@@ -96,7 +96,7 @@ class Webhook:
             self.arrived.clear()
             try:
                 await asyncio.wait_for(self.arrived.wait(), min(left, 1.0))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
 

@@ -47,10 +47,12 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any, Iterable, Mapping
+from itertools import pairwise
+from typing import Any
 
 UTC8 = dt.timezone(dt.timedelta(hours=8))
 INTRADAY = (("1m", 60), ("5m", 300), ("15m", 900), ("1h", 3600))
@@ -147,7 +149,7 @@ class Calendars:
                 continue
             cuts = [rules.get((m, day)) for m in mainland]
             if all(cuts):  # every open mainland exchange stopped early: so does southbound
-                iv = _clip(iv, max(exchange_ms(day, c) for c in cuts))  # type: ignore[arg-type]
+                iv = _clip(iv, max(exchange_ms(day, c) for c in cuts))  # type: ignore[arg-type]  # all(cuts): no None
                 if not iv:
                     continue
             sb[day] = iv
@@ -410,7 +412,7 @@ class Model:
         if len(units) < 2:  # the first record has no inflow: nothing is defined yet
             return {name: None for name, _ in MULTI}
         dates = sorted(units)
-        inflow = {d: (units[d][0] - units[p][0]) * units[d][1] for p, d in zip(dates, dates[1:])}
+        inflow = {d: (units[d][0] - units[p][0]) * units[d][1] for p, d in pairwise(dates)}
         return {name: float(sum((inflow.get(d, Decimal(0)) for d in self.cal.last_n(market, dates[-1], n)), Decimal(0)))
                 for name, n in MULTI}
 

@@ -31,7 +31,8 @@ from consumers.engine import Engine
 from monitor.calendars import Calendars, parse_closures
 from monitor.config import Closure
 from monitor.events import Rejected, Validator, encode
-from tests.reference.model import UTC8, Calendars as RefCalendars, Model
+from tests.reference.model import UTC8, Model
+from tests.reference.model import Calendars as RefCalendars
 
 REPO = Path(__file__).resolve().parents[2]
 RATIO_KEYS = {"full_day", "same_time", "volume_ratio", "price_change_ratio"}
@@ -92,7 +93,7 @@ def tapes(draw: st.DrawFn, max_timed: int = 60) -> dict[str, Any]:
     n = draw(st.integers(5, max_timed))
     tid = Counter()
     seqs = Counter()
-    for i in range(n):
+    for _ in range(n):
         what = draw(st.sampled_from(("trade", "trade", "trade", "tick", "tick")))
         burst = draw(st.integers(0, 3)) == 0
         if what == "trade":
@@ -217,7 +218,7 @@ def compare(got: Any, want: Any, path: str = "", skip: frozenset[str] = frozense
     if isinstance(want, list):
         if not isinstance(got, list) or len(got) != len(want):
             return [f"{path}: {got!r} != {want!r}"]
-        return [d for i, (g, w) in enumerate(zip(got, want)) for d in compare(g, w, f"{path}[{i}]", skip)]
+        return [d for i, (g, w) in enumerate(zip(got, want, strict=True)) for d in compare(g, w, f"{path}[{i}]", skip)]
     if want is None or got is None or isinstance(want, (str, bool)):
         return [] if got == want else [f"{path}: {got!r} != {want!r}"]
     if isinstance(want, int) or isinstance(got, int):  # counts: streak days, duplicates, late, rejections

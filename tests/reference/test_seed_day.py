@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 import pytest
 
+from harness.metrics import sample_value
 from monitor.simulator import Scenario, generate, trading_days, truth
 from tests.reference.model import Model
 
@@ -149,8 +150,6 @@ def test_replay_equals_the_reference_model(report: dict[str, Any], events: list[
 def test_prometheus_report_carries_the_same_state(report: dict[str, Any], events: list[dict[str, Any]],
                                                   tmp_path: Path) -> None:
     """`--report prometheus`: valid exposition text whose business series equal the JSON report's values."""
-    from prometheus_client.parser import text_string_to_metric_families
-
     path = tmp_path / "seed.ndjson"
     path.write_bytes(b"".join(orjson.dumps(ev) + b"\n" for ev in events))
     env = {k: v for k, v in os.environ.items() if not k.startswith("FUNDFLOW_")}
@@ -158,14 +157,14 @@ def test_prometheus_report_carries_the_same_state(report: dict[str, Any], events
     out = subprocess.run([sys.executable, "-m", "monitor", "replay", str(path), "--report", "prometheus", "-q"],
                          cwd=REPO, env=env, capture_output=True, timeout=600)
     assert out.returncode == 0, out.stderr.decode()[-2000:]
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for fam in text_string_to_metric_families(out.stdout.decode()) for s in fam.samples}
+    text = out.stdout.decode()
     etf = report["symbols"]["513770.SH"]["etf"]
     sb = report["symbols"]["09988.HK"]["southbound"]
-    assert samples[("fundflow_etf_turnover_cny", (("symbol", "513770.SH"),))] == etf["turnover_cny"]
+    etf_sym, sb_sym = {"symbol": "513770.SH"}, {"symbol": "09988.HK"}
+    assert sample_value(text, "fundflow_etf_turnover_cny", etf_sym) == etf["turnover_cny"]
     for window in ("1d", "5d", "20d"):
-        key = ("fundflow_etf_net_inflow_cny", (("symbol", "513770.SH"), ("window", window)))
-        assert samples[key] == etf["net_inflow_cny"][window]
-        key = ("fundflow_southbound_net_buy_hkd", (("symbol", "09988.HK"), ("window", window)))
-        assert samples[key] == sb["net_buy_hkd"][window]
-    assert samples[("fundflow_southbound_net_buy_streak_days", (("symbol", "09988.HK"),))] == sb["streak_days"] == 15
+        assert sample_value(text, "fundflow_etf_net_inflow_cny", {**etf_sym, "window": window}) == \
+            etf["net_inflow_cny"][window]
+        assert sample_value(text, "fundflow_southbound_net_buy_hkd", {**sb_sym, "window": window}) == \
+            sb["net_buy_hkd"][window]
+    assert sample_value(text, "fundflow_southbound_net_buy_streak_days", sb_sym) == sb["streak_days"] == 15

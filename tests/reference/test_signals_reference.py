@@ -22,11 +22,12 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import orjson
 import pytest
@@ -255,7 +256,7 @@ def test_macd_reference_agrees_with_pandas() -> None:
     s = pd.Series([float(c) for c in closes])
     dif = s.ewm(span=12, adjust=False).mean() - s.ewm(span=26, adjust=False).mean()
     dea = dif.ewm(span=9, adjust=False).mean()
-    for (d, e), pd_d, pd_e in zip(ref_macd(closes), dif, dea):
+    for (d, e), pd_d, pd_e in zip(ref_macd(closes), dif, dea, strict=True):
         assert math.isclose(float(d), pd_d, rel_tol=1e-9, abs_tol=1e-13)
         assert math.isclose(float(e), pd_e, rel_tol=1e-9, abs_tol=1e-13)
 

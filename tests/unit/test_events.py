@@ -8,7 +8,18 @@ import orjson
 import pytest
 
 from monitor.calendars import default_calendars
-from monitor.events import MICRO, REASONS, Rejected, SouthboundDaily, SouthboundTick, Trade, Units, Validator, encode, to_micro
+from monitor.events import (
+    MICRO,
+    REASONS,
+    Rejected,
+    SouthboundDaily,
+    SouthboundTick,
+    Trade,
+    Units,
+    Validator,
+    encode,
+    to_micro,
+)
 
 TS = 1757640600000 + 60_000  # 2025-09-12 09:31:00 +08:00, a trading day on XSHG and XHKG
 GOOD_TRADE = {"kind": "trade", "symbol": "513770.SH", "ts": TS, "price": 1.072, "volume": 1000, "side": "B", "trade_id": "t1"}

@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections import Counter
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -423,7 +424,7 @@ def test_volume_ratio_with_a_half_day_in_the_previous_five() -> None:
     sym = "02800.HK"
     prev = ["2025-12-23", "2025-12-24", "2025-12-29", "2025-12-30", "2025-12-31"]
     vols = [330, 150, 330, 330, 150]
-    evs = [trade(at(d, "10:00:00"), 20.0, v, "B", symbol=sym) for d, v in zip(prev, vols)]
+    evs = [trade(at(d, "10:00:00"), 20.0, v, "B", symbol=sym) for d, v in zip(prev, vols, strict=True)]
     evs.append(trade(at("2026-01-02", "10:00:00"), 20.0, 60, "B", symbol=sym))
     assert Run(evs).etf(sym)["volume_ratio"] == pytest.approx(2.0, rel=1e-12)
 
@@ -558,7 +559,7 @@ def _walk(nets: list[int | None]) -> tuple[int, int]:
     n = 0
     while n < len(nets) and nets[n] and (nets[n] > 0) == (sign > 0):
         n += 1
-    return sign * n, sum(nets[:n])  # type: ignore[arg-type]
+    return sign * n, sum(nets[:n])  # type: ignore[arg-type]  # nets[:n] holds no None: the loop stopped before one
 
 
 @settings(max_examples=150, deadline=None)
@@ -575,7 +576,7 @@ def test_engine_streak_over_southbound_days_property(nets: list[int | None], clo
     same-signed run back from the latest closed day; holidays are skipped, zero or missing days stop it."""
     sb = default_calendars()["SB"]
     days = list(sb.last_n(dt.date(2025, 10, 10), len(nets)))
-    evs = [daily(d.isoformat(), float(max(n, 0)), float(max(-n, 0))) for d, n in zip(days, nets) if n is not None]
+    evs = [daily(d.isoformat(), float(max(n, 0)), float(max(-n, 0))) for d, n in zip(days, nets, strict=True) if n is not None]
     if not closed:  # the last day from ticks only, before the close: provisional, not in the streak
         evs = [e for e in evs if e["date"] != days[-1].isoformat()]
         evs.append(tick(at(days[-1].isoformat(), "10:00:00"), 1.0, 0.0, 1))

@@ -14,6 +14,7 @@ import pytest
 from consumers import basket, macd
 from consumers.codec import Marker, StateWriter, marker_key, read_state
 from consumers.engine import Engine
+from harness.metrics import sample_value
 from monitor.calendars import default_calendars
 from monitor.events import Rejected, Validator
 from monitor.metrics import Exposition
@@ -111,14 +112,14 @@ def test_average_turnover_20d_and_ytd_exclude_today() -> None:
     sig = run(evs).signals_doc(ETF)
     amounts = [100 * (i + 1) for i in range(25)]
     assert sig["turnover_avg_cny"]["20d"] == pytest.approx(sum(amounts[-20:]) / 20)  # 1550
-    y2026 = [a for d, a in zip(days[:-1], amounts) if d.year == 2026]  # Jan 5..8: 4 days
+    y2026 = [a for d, a in zip(days[:-1], amounts, strict=True) if d.year == 2026]  # Jan 5..8: 4 days
     assert len(y2026) == 4 and sig["turnover_avg_cny"]["ytd"] == pytest.approx(sum(y2026) / 4)
 
 
 # -- AUM record --------------------------------------------------------------------------------------
 def test_aum_record_and_at_record() -> None:
     d = sh_days("2025-09-12", 3)
-    units = lambda day, shares, nav: {"kind": "units", "symbol": ETF, "date": day.isoformat(),  # noqa: E731
+    units = lambda day, shares, nav: {"kind": "units", "symbol": ETF, "date": day.isoformat(),  # noqa: E731 - a one-line event builder
                                       "shares_outstanding": shares, "nav": nav}
     eng = run([bar(d[0], 1.0, shares=9_000_000_000, nav=1.2),  # 10.8bn from a bar
                units(d[1], 10_000_000_000, 1.0), units(d[2], 10_000_000_000, 1.05)])
@@ -205,7 +206,7 @@ def test_basket_weighted_net_buy_and_top_weights() -> None:
     assert basket.top_weight_ratio(h[ETF], 4) == Decimal("0.505")
     assert basket.top_weight_ratio(h[ETF], 10) == Decimal("0.565")
     day = dt.date(2025, 9, 11)
-    daily = lambda sym, buy, sell: {"kind": "southbound_daily", "symbol": sym, "date": day.isoformat(),  # noqa: E731
+    daily = lambda sym, buy, sell: {"kind": "southbound_daily", "symbol": sym, "date": day.isoformat(),  # noqa: E731 - a one-line event builder
                                     "buy_hkd": buy, "sell_hkd": sell}
     eng = run([daily("00700.HK", 3e9, 1e9), daily("09988.HK", 1e9, 2e9)])
     eng.holdings = h
@@ -222,14 +223,15 @@ def test_signals_are_metrics() -> None:
     eng = run([bar(d, 1.0, shares=10**10, nav=1.0) for d in days[:-1]] + [trade(days[-1], "09:31", 1.1, 1)])
     eng.holdings = basket.from_mapping({ETF: {"00700.HK": "0.5"}})
     text = Exposition(eng, PipelineStats()).render().decode()
-    for line in ('fundflow_etf_new_high{symbol="513770.SH",window="20d"} 1.0',
-                 'fundflow_etf_new_high{symbol="513770.SH",window="all"} 1.0',
-                 'fundflow_etf_aum_record_cny{symbol="513770.SH"} 1e+10',
-                 'fundflow_etf_aum_at_record{symbol="513770.SH"} 1.0',
-                 'fundflow_macd_cross{symbol="513770.SH"} 1.0',
-                 'fundflow_etf_turnover_avg_cny{symbol="513770.SH",window="20d"} 1e+06',
-                 'fundflow_etf_basket_top_weight_ratio{n="4",symbol="513770.SH"} 0.5'):
-        assert line in text, line
+    sym = {"symbol": ETF}
+    for name, labels, value in (("fundflow_etf_new_high", {**sym, "window": "20d"}, 1),
+                                ("fundflow_etf_new_high", {**sym, "window": "all"}, 1),
+                                ("fundflow_etf_aum_record_cny", sym, 1e10),
+                                ("fundflow_etf_aum_at_record", sym, 1),
+                                ("fundflow_macd_cross", sym, 1),
+                                ("fundflow_etf_turnover_avg_cny", {**sym, "window": "20d"}, 1e6),
+                                ("fundflow_etf_basket_top_weight_ratio", {**sym, "n": "4"}, 0.5)):
+        assert sample_value(text, name, labels) == value, (name, labels)
 
 
 # -- restart: the state topic's records carry the daily bars ------------------------------------------------------

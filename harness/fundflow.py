@@ -8,14 +8,15 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Self
+from typing import Any, Self
 
 import orjson
 
-from tests.harness.services import free_port, wait_until
+from harness.services import free_port, wait_until
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def http(method: str, url: str, body: bytes | None = None, token: str = "", headers: dict[str, str] | None = None,
@@ -48,7 +49,7 @@ class FundflowProc:
     def command(self) -> list[str]:
         raise NotImplementedError
 
-    def start(self) -> "Self":
+    def start(self) -> Self:
         env = dict(os.environ, PYTHONPATH=str(REPO), **self.extra_env)
         if self.token:
             env["FUNDFLOW_HTTP__TOKEN"] = self.token

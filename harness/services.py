@@ -38,8 +38,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 __all__ = [
     "REPO_ROOT",
@@ -61,7 +62,7 @@ __all__ = [
     "stop_all",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 FETCH_KAFKA = REPO_ROOT / "deploy" / "dev" / "fetch-kafka.sh"
 DEFAULT_KAFKA_VERSION = "4.1.1"
 LOOPBACK = "127.0.0.1"
@@ -256,15 +257,15 @@ def _dump_yaml(obj: Any) -> str:
 # --------------------------------------------------------------------------
 
 _registry_lock = threading.Lock()
-_registry: dict[int, "Service"] = {}
+_registry: dict[int, Service] = {}
 
 
-def _register(service: "Service") -> None:
+def _register(service: Service) -> None:
     with _registry_lock:
         _registry[id(service)] = service
 
 
-def _unregister(service: "Service") -> None:
+def _unregister(service: Service) -> None:
     with _registry_lock:
         _registry.pop(id(service), None)
 
@@ -352,7 +353,7 @@ class Service:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, timeout: float | None = None) -> "Service":
+    def start(self, timeout: float | None = None) -> Service:
         """Launch the process and wait until it is ready. Returns self.
 
         On the very first start, a port taken between :func:`free_port` and
@@ -466,7 +467,7 @@ class Service:
         """SIGKILL, no clean shutdown (a crash)."""
         return self.stop(signal.SIGKILL, timeout=10)
 
-    def restart(self, timeout: float | None = None) -> "Service":
+    def restart(self, timeout: float | None = None) -> Service:
         """Stop cleanly and start again on the same ports with the same data."""
         self.stop()
         return self.start(timeout)
@@ -478,7 +479,7 @@ class Service:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
 
-    def __enter__(self) -> "Service":
+    def __enter__(self) -> Service:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -682,8 +683,9 @@ class KafkaBroker(Service):
                 for name in names:
                     parts = consumer.partitions_for_topic(name)
                     if not parts:
-                        consumer._client.cluster.request_update()  # noqa: SLF001
-                        consumer._client.poll(timeout_ms=200)  # noqa: SLF001
+                        # kafka-python has no public call to refresh metadata now
+                        consumer._client.cluster.request_update()  # noqa: SLF001 - see above
+                        consumer._client.poll(timeout_ms=200)  # noqa: SLF001 - see above
                         return False
                 return True
 
