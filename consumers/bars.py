@@ -60,11 +60,11 @@ class DayBar:
         return {f: getattr(self, f) for f in BAR_FIELDS}
 
     @classmethod
-    def from_state(cls, data: dict[str, Any]) -> "DayBar":
+    def from_state(cls, data: dict[str, Any]) -> DayBar:
         return cls(*(data.get(f) for f in BAR_FIELDS))  # type: ignore[arg-type]
 
     @classmethod
-    def of_day(cls, day: DayView) -> "DayBar | None":
+    def of_day(cls, day: DayView) -> DayBar | None:
         """The summary of a traded day (None when the day has no trade)."""
         if day.last is None or day.high is None or day.low is None or day.open is None:
             return None

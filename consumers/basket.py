@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation, localcontext
-from typing import Callable, Iterable, Mapping
 
 TOP_N = (4, 10)
 

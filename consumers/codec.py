@@ -28,8 +28,9 @@ to :func:`read_state`.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Hashable, Iterable
+from typing import Any
 
 import orjson
 
@@ -158,11 +159,11 @@ class StateWriter:
                 out.append((p, record_key(self.group, symbol, date, part, v), None))
         symbols: set[str] = {s for s in self.rewrite if s in partition_of and partition_of[s] in gen_of}
         for symbol, day in sorted(keys):
-            p = partition_of.get(symbol)
-            if p is None or p not in gen_of:
+            q = partition_of.get(symbol)
+            if q is None or q not in gen_of:
                 continue
             symbols.add(symbol)
-            out.extend(self._day(symbol, day, p, gen_of[p], bumps))
+            out.extend(self._day(symbol, day, q, gen_of[q], bumps))
         for symbol in sorted(symbols):
             p = partition_of[symbol]
             st = self.engine.etf.get(symbol)
@@ -345,7 +346,7 @@ class StateWriter:
                     if net:
                         windows.add(midnight + sec, net)
 
-    def apply_marker(self, marker: Marker, streams: dict[str, Hashable]) -> None:
+    def apply_marker(self, marker: Marker, streams: Mapping[str, Hashable]) -> None:
         eng = self.engine
         if marker.as_of_ms is not None and (eng.as_of_ms is None or marker.as_of_ms > eng.as_of_ms):
             eng.as_of_ms = marker.as_of_ms

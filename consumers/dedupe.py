@@ -90,13 +90,13 @@ class IntRanges:
 
     def gaps(self) -> list[tuple[int, int]]:
         """The missing ranges between the first and the last member."""
-        return list(zip(self.ends[:-1], self.starts[1:]))
+        return list(zip(self.ends[:-1], self.starts[1:], strict=True))
 
     def to_state(self) -> list[int]:
-        return list(chain.from_iterable(zip(self.starts, self.ends)))
+        return list(chain.from_iterable(zip(self.starts, self.ends, strict=True)))
 
     @classmethod
-    def from_state(cls, flat: list[int]) -> "IntRanges":
+    def from_state(cls, flat: list[int]) -> IntRanges:
         r = cls()
         r.starts = array("q", flat[0::2])
         r.ends = array("q", flat[1::2])
@@ -162,7 +162,7 @@ class TradeIds:
                 "hashes": base64.b64encode(self.hashes.tobytes()).decode()}
 
     @classmethod
-    def from_state(cls, data: dict[str, Any]) -> "TradeIds":
+    def from_state(cls, data: dict[str, Any]) -> TradeIds:
         ids = cls()
         ids.numbered = {(head, width): IntRanges.from_state(flat) for head, width, flat in data["numbered"]}
         ids.hashes = array("q")
@@ -199,7 +199,7 @@ class SeqSets:
         return {ch: r.to_state() for ch, r in sorted(self.by_channel.items())}
 
     @classmethod
-    def from_state(cls, data: dict[str, list[int]]) -> "SeqSets":
+    def from_state(cls, data: dict[str, list[int]]) -> SeqSets:
         s = cls()
         s.by_channel = {ch: IntRanges.from_state(flat) for ch, flat in data.items()}
         return s

@@ -11,8 +11,9 @@ import base64
 import bisect
 import datetime as dt
 from array import array
+from collections.abc import Iterable, Iterator
 from itertools import accumulate, chain
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from consumers.bars import DayBar
 from consumers.dedupe import TradeIds
@@ -159,13 +160,13 @@ class EtfDay:
     def curve_items(self) -> Iterator[tuple[int, int]]:
         """(second of day, turnover in that second), ascending."""
         if not self.cumulative:
-            return zip(self.secs, self.amounts)
+            return zip(self.secs, self.amounts, strict=True)
         amounts = self.amounts
-        return zip(self.secs, (a - (amounts[i - 1] if i else 0) for i, a in enumerate(amounts)))
+        return zip(self.secs, (a - (amounts[i - 1] if i else 0) for i, a in enumerate(amounts)), strict=True)
 
     def net_items(self) -> Iterator[tuple[int, int]]:
         """(second of day, active net amount in it), ascending; empty once compacted."""
-        return zip(self.secs, self.nets) if self.nets is not None else iter(())
+        return zip(self.secs, self.nets, strict=True) if self.nets is not None else iter(())
 
     def turnover_until(self, sec_of_day: int) -> int:
         """Turnover of trades at or before ``sec_of_day`` (whole seconds)."""
@@ -206,12 +207,12 @@ class EtfDay:
         amounts = self.amounts[lo:hi]
         if self.cumulative and len(amounts):
             base = self.amounts[lo - 1] if lo else 0
-            amounts = array("q", (a - b for a, b in zip(amounts, chain((base,), amounts))))
+            amounts = array("q", (a - b for a, b in zip(amounts, chain((base,), amounts), strict=False)))
         return {"secs": _b64(self.secs[lo:hi]), "amounts": _b64(amounts),
                 "nets": _b64(self.nets[lo:hi]) if self.nets is not None else None}
 
     @classmethod
-    def from_state(cls, head: dict[str, Any], chunks: Iterable[dict[str, Any]]) -> "EtfDay":
+    def from_state(cls, head: dict[str, Any], chunks: Iterable[dict[str, Any]]) -> EtfDay:
         day = cls()
         for name in ("turnover", "volume", "buy", "sell", "open", "last", "high", "low", "tick_last", "tick_prev"):
             setattr(day, name, head[name])

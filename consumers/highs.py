@@ -8,8 +8,8 @@ Pure: no I/O.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
-from typing import Mapping, Sequence
 
 from consumers.bars import DayView
 

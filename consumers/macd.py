@@ -11,9 +11,9 @@ appear only on export. Pure: no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Context, Decimal
-from typing import Iterable
 
 FAST, SLOW, SIGNAL = 12, 26, 9
 MIN_CLOSES = 35  # SLOW + SIGNAL: the first close at which the convention shows a value

@@ -10,39 +10,21 @@ after its positions: seconds of a heavy day, not the day since midnight.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterable
-
-import orjson
+from typing import Any
 
 from consumers.codec import Marker, PartitionState, Produced, StateWriter, marker_key, read_state
 from consumers.engine import Engine
 from monitor.bus import EVENT_TOPICS, Bus, Consumer, Record, TopicPartition
-from monitor.stats import PipelineStats
+from monitor.deadletter import deadletter_record
 from monitor.events import DEADLETTER_TOPIC, KIND_OF_TOPIC, STATE_TOPIC, Rejected, Validator
+from monitor.stats import PipelineStats
 
 log = logging.getLogger("fundflow.consumer")
-
-
-MAX_DEADLETTER_ORIGINAL = 64 * 1024  # bytes of the original kept in a dead letter
-
-
-def deadletter_record(raw: bytes, source: str, reason: str, detail: str) -> bytes:
-    """The dead-letter payload: original bytes (base64), where it came from and why.
-
-    At most the first 64 KiB of the original are kept (``original_bytes`` is its full size), so a
-    dead letter always fits in a Kafka record: a 2 MB payload must not turn into a letter the broker
-    refuses (the ingest sink would retry it forever; the consumer's produce would raise).
-    """
-    doc = {"original": base64.b64encode(raw[:MAX_DEADLETTER_ORIGINAL]).decode(), "source": source, "reason": reason,
-           "detail": detail, "ts": int(time.time() * 1000), "original_bytes": len(raw)}
-    if len(raw) > MAX_DEADLETTER_ORIGINAL:
-        doc["truncated"] = True
-    return orjson.dumps(doc)
 
 
 class ConsumerRunner:
@@ -92,6 +74,11 @@ class ConsumerRunner:
         self._ready_targets: dict[TopicPartition, int] = {}
         self._assign_started: float | None = None
         self.applied_total = 0
+
+    @property
+    def positions(self) -> dict[TopicPartition, int]:
+        """Next offset to read, per owned partition (what the next checkpoint's markers will say)."""
+        return dict(self._positions)
 
     # -- rebalance: callbacks only note what changed; recovery runs after poll() returns ----
     def _on_assign(self, tps: list[TopicPartition]) -> None:
@@ -206,11 +193,11 @@ class ConsumerRunner:
                 counted_until[tp] = rec.offset + 1
             positions[tp] = rec.offset + 1
             try:
-                ev = validator.decode(rec.value, KIND_OF_TOPIC.get(topic))
+                ev = validator.decode(rec.value or b"", KIND_OF_TOPIC.get(topic))  # (a null value: bad_json)
                 engine.apply(ev, fresh, tp)
             except Rejected as exc:
                 if fresh:
-                    self.reject(rec.value, f"consumer:{topic}", exc.reason, exc.detail)
+                    self.reject(rec.value or b"", f"consumer:{topic}", exc.reason, exc.detail)
                 continue
             symbol_partition[ev.symbol] = rec.partition
             if not fresh:
@@ -330,17 +317,18 @@ class ConsumerRunner:
     async def _update_lag(self, loop: asyncio.AbstractEventLoop, ex: ThreadPoolExecutor, consumer: Consumer) -> None:
         try:
             progress = await loop.run_in_executor(ex, self._progress, consumer)
-        except Exception as exc:  # broker away: the lag stays as last seen
+        except Exception as exc:  # noqa: BLE001  # whatever the client raises (broker away): lag stays as last seen
             log.debug("lag not updated: %s", exc)
             return
         self.stats.consumer_lag = {tp: max(0, end - pos) for tp, (pos, end) in progress.items()}
 
-    async def _checkpoint_async(self, loop: asyncio.AbstractEventLoop, ex: ThreadPoolExecutor, consumer: Consumer) -> None:
+    async def _checkpoint_async(self, loop: asyncio.AbstractEventLoop, ex: ThreadPoolExecutor,
+                                consumer: Consumer) -> None:
         records, markers, done = self.checkpoint_records()
         offsets = dict(self._positions)
         try:
             await loop.run_in_executor(ex, self._checkpoint, consumer, records, markers, offsets)
-        except Exception as exc:  # broker away: keep state, retry at the next checkpoint
+        except Exception as exc:  # noqa: BLE001  # whatever the client raises: keep state, retry at the next one
             done(False)
             log.warning("checkpoint failed, will retry: %s", exc)
             return

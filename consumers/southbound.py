@@ -7,7 +7,8 @@ arrived, else the sum of the intraday ticks of both channels.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from consumers.dedupe import SeqSets
 
@@ -33,7 +34,7 @@ class SouthboundDay:
                 "seqs": self.seqs.to_state() if self.seqs is not None else None}
 
     @classmethod
-    def from_state(cls, data: dict[str, Any]) -> "SouthboundDay":
+    def from_state(cls, data: dict[str, Any]) -> SouthboundDay:
         day = cls()
         day.tick_buy, day.tick_sell = data["tick_buy"], data["tick_sell"]
         daily = data["daily"]

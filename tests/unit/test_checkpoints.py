@@ -109,9 +109,8 @@ def test_a_crash_in_the_middle_of_a_checkpoint_loses_and_doubles_nothing(cut1: f
 def _fetch_new(bus: MemoryBus, svc: Service) -> list[Any]:
     """The records the first process's consumer has not read yet (what its next polls would return)."""
     out = []
-    for (topic, p), pos in sorted(svc.runner._positions.items()):
-        log = bus._logs[(topic, p)].records
-        out.extend(log[pos:])
+    for (topic, p), pos in sorted(svc.runner.positions.items()):
+        out.extend(list(bus.read_partitions(topic, [p]))[pos:])
     return out
 
 

@@ -26,8 +26,8 @@ def test_int_ranges_are_a_set_of_integers(numbers: list[int]) -> None:
     assert len(ranges) == len(plain)
     assert all((n in ranges) == (n in plain) for n in range(-1, 202))
     starts, ends = list(ranges.starts), list(ranges.ends)
-    assert all(s < e for s, e in zip(starts, ends))
-    assert all(e < s for e, s in zip(ends, starts[1:]))  # disjoint and not adjacent: merged
+    assert all(s < e for s, e in zip(starts, ends, strict=True))
+    assert all(e < s for e, s in zip(ends, starts[1:], strict=False))  # disjoint and not adjacent: merged
     assert IntRanges.from_state(ranges.to_state()).to_state() == ranges.to_state()
 
 

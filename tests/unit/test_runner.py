@@ -62,7 +62,6 @@ def test_not_ready_before_the_first_assignment_nor_before_the_replay_is_done() -
     for rec in _records():
         bus.produce(rec.topic, None, rec.value, partition=0)
     runner = ConsumerRunner(bus, Engine(cal), Validator(cal), poll_max_records=500)
-    runner._check_ready()
     assert not runner.ready  # nothing assigned yet: no targets is not "caught up"
     seen: list[tuple[bool, int]] = []
     asyncio.run(runner.run(asyncio.Event(), until_caught_up=True,
