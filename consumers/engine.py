@@ -19,6 +19,7 @@ from consumers import highs, macd
 from consumers.bars import DayBar, DayView, ohlc
 from consumers.dedupe import seal
 from consumers.etf import INTRADAY_WINDOWS, EtfDay, EtfState, trade_key
+from consumers.gaps import FeedGaps
 from consumers.southbound import SouthboundDay, SouthboundState, streak
 from monitor.calendars import DAY_MS, Calendars, TradingCalendar, iso, local_date, local_seconds_of_day
 from monitor.events import Bar, Event, SouthboundDaily, SouthboundTick, Trade, Units, from_micro, mul_micro
@@ -107,6 +108,7 @@ class Engine:
         # A day is snapshotted (and its events skipped on recovery) only this long after its close:
         # until then its late events and its seconds in the intraday windows must be replayed.
         self.snapshot_hold_ms = 2 * 3_600_000
+        self.gaps = FeedGaps(self.grace_ms, self.now_ms)  # missing seqs per stream-day (consumers/gaps.py)
 
     # -- applying -----------------------------------------------------------
     def apply(self, ev: Event, count: bool = True) -> str:
@@ -164,6 +166,8 @@ class Engine:
         if tid in trade_ids:
             return "duplicate"
         trade_ids.add(tid)
+        if t.seq is not None:
+            self.gaps.see("trade", (symbol, day_date), t.seq, ts)
         late = self._clock(ts, day_date)
         reference = None
         if day.tick_last is None:  # first trade of the day: the previous session's last price
@@ -200,6 +204,7 @@ class Engine:
         if key in seqs:
             return "duplicate"
         seqs.add(key)
+        self.gaps.see("southbound", (symbol, t.channel, day_date), t.seq, ts)
         late = self._clock(ts, day_date)
         day.tick_buy += t.buy
         day.tick_sell += t.sell
@@ -721,12 +726,14 @@ class Engine:
             self.bars.pop(s, None)
             self._closed_cache.pop(s, None)
         self.modified = {k for k in self.modified if k[0] not in gone}
+        self.gaps.drop_symbols(gone)
 
     def prune(self) -> None:
         """Bound memory: expire window seconds, old days, intraday curves of closed days."""
         now = self.now_ms()
         if now is None:
             return
+        self.gaps.evaluate(now)
         now_sec = now // 1000
         for sym, st in self.etf.items():
             st.windows.advance(now_sec)
