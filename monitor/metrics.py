@@ -204,6 +204,17 @@ class PipelineCollector(Collector):
             for kind, n in sorted(counts.items()):
                 fam.add_metric([kind], n)
             yield fam
+        engine.gaps.evaluate(engine.now_ms())  # decide the holes whose grace has passed since the last prune
+        for name, counts, help_ in (
+            ("feed_gaps", engine.gaps.gaps, "Sequence numbers missing from a feed once a later one arrived and the "
+             "grace passed (southbound per stock, channel and day; trades that carry seq per symbol and day)."),
+            ("feed_gap_fills", engine.gaps.late_fills, "Sequence numbers that arrived after being counted as a gap "
+             "(fundflow_feed_gaps_total does not go back)."),
+        ):
+            fam = CounterMetricFamily(P + name, help_, labels=["kind"])
+            for kind, n in sorted(counts.items()):
+                fam.add_metric([kind], n)
+            yield fam
         for name, counts, labels, help_ in (
             ("events_ingested", stats.ingested, ["source", "kind"], "Events accepted by a source."),
             ("events_rejected", stats.rejected, ["source", "reason"], "Inputs rejected and dead-lettered, by reason."),
