@@ -9,12 +9,13 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consumers.engine import Engine
 from consumers.gaps import KINDS, FeedGaps
 from monitor.calendars import default_calendars
-from monitor.events import Rejected, Validator, encode
+from monitor.events import Rejected, Trade, Validator, encode
 
 GRACE = 60_000
 D1, D2, D3 = dt.date(2025, 9, 10), dt.date(2025, 9, 11), dt.date(2025, 9, 12)
@@ -29,6 +30,10 @@ class Clock:
         self.as_of: int | None = None
 
     def __call__(self) -> int | None:
+        return self.as_of
+
+    def now(self) -> int:
+        assert self.as_of is not None
         return self.as_of
 
     def advance(self, ts: int) -> None:
@@ -110,7 +115,7 @@ class Reference:
                 out[-1][1] = s
             else:
                 out.append([s, s, counted])
-        return [tuple(r) for r in out]  # type: ignore[misc]
+        return [(r[0], r[1], r[2]) for r in out]
 
 
 STREAMS = [("trade", ("513770.SH",)), ("southbound", ("00700.HK", "SH")), ("southbound", ("00700.HK", "SZ"))]
@@ -192,7 +197,7 @@ def test_in_order_seqs_hold_no_holes() -> None:
     g, clock = tracker()
     for seq in range(1, 100_001):
         feed(g, clock, "southbound", TICK, seq, 1_000 * seq)
-    g.evaluate(clock.as_of + 10 * GRACE)
+    g.evaluate(clock.now() + 10 * GRACE)
     assert g.status()["southbound"] == {"gaps": 0, "late_fills": 0, "pending": 0}
     assert g.holes(TICK) == []
 
@@ -252,7 +257,7 @@ def test_the_seq_continuing_across_days_is_not_a_gap() -> None:
         feed(g, clock, "southbound", ("00700.HK", "SH", D2), seq, 86_400_000 + seq * 1_000)
     for seq in range(1, 51):  # a feed that restarts at 1 the next day is fine too
         feed(g, clock, "southbound", ("00700.HK", "SH", D3), seq, 2 * 86_400_000 + seq * 1_000)
-    g.evaluate(clock.as_of + 2 * GRACE)
+    g.evaluate(clock.now() + 2 * GRACE)
     assert g.status()["southbound"]["gaps"] == 0
 
 
@@ -262,7 +267,7 @@ def test_channels_and_kinds_are_separate_streams() -> None:
         feed(g, clock, "southbound", ("00700.HK", "SH", D1), seq, seq * 1_000)
         feed(g, clock, "southbound", ("00700.HK", "SZ", D1), seq + 500, seq * 1_000)
         feed(g, clock, "trade", ("513770.SH", D1), 2 * seq, seq * 1_000)  # every other trade seq missing
-    g.evaluate(clock.as_of + GRACE + 1)
+    g.evaluate(clock.now() + GRACE + 1)
     assert g.status() == {"trade": {"gaps": 9, "late_fills": 0, "pending": 0},
                           "southbound": {"gaps": 0, "late_fills": 0, "pending": 0}}
 
@@ -294,7 +299,7 @@ def test_memory_is_per_hole_not_per_event() -> None:
     for seq in range(1, 200_001):
         if seq % 10_000:
             feed(g, clock, "southbound", TICK, seq, seq * 10)
-    g.evaluate(clock.as_of + GRACE + 1)
+    g.evaluate(clock.now() + GRACE + 1)
     assert len(g.holes(TICK)) == 19 and g.gaps["southbound"] == 19
     state = g.to_state()
     assert len(json.dumps(state)) < 2_000
@@ -359,11 +364,10 @@ def test_drop_symbols_forgets_their_streams() -> None:
 def test_trade_seq_is_optional_validated_and_encoded() -> None:
     v = Validator(CAL)
     ts = _ts(D3, 10, 0)
-    assert v.validate(_trade(1, ts)).seq is None
-    t = v.validate(_trade(1, ts, 42))
-    assert t.seq == 42 and json.loads(encode(t))["seq"] == 42
-    assert "seq" not in json.loads(encode(v.validate(_trade(1, ts))))
-    assert v.validate(_trade(1, ts, 0)).seq == 0
+    plain, numbered, zero = (v.validate(_trade(1, ts, seq), "trade") for seq in (None, 42, 0))
+    assert isinstance(plain, Trade) and isinstance(numbered, Trade) and isinstance(zero, Trade)
+    assert plain.seq is None and numbered.seq == 42 and zero.seq == 0
+    assert json.loads(encode(numbered))["seq"] == 42 and "seq" not in json.loads(encode(plain))
 
 
 @pytest.mark.parametrize("seq, reason", [(True, "wrong_type"), (1.0, "wrong_type"), ("7", "wrong_type"),
