@@ -22,6 +22,7 @@ from monitor.stats import PipelineStats
 
 class Service:
     FEED_GAPS_LISTED = 20  # open gaps listed in the status, newest first
+
     def __init__(self, config: Config, bus: Bus | None = None, live_clock: bool | None = None,
                  simulated_market: bool = False) -> None:
         """``simulated_market``: market open/closed follows the stream clock (the demo's simulated day)."""

@@ -14,8 +14,14 @@ from hypothesis import strategies as st
 
 from consumers.engine import Engine
 from consumers.gaps import KINDS, FeedGaps
-from monitor.calendars import default_calendars
+from monitor.bus.memory import MemoryBus
+from monitor.calendars import default_calendars, iso
+from monitor.config import Config
 from monitor.events import Rejected, Trade, Validator, encode
+from monitor.metrics import Exposition
+from monitor.service import Service
+from monitor.stats import PipelineStats
+from tests.faults.pipeline import counter
 
 GRACE = 60_000
 D1, D2, D3 = dt.date(2025, 9, 10), dt.date(2025, 9, 11), dt.date(2025, 9, 12)
@@ -383,3 +389,22 @@ def test_southbound_seq_rejections_are_unchanged(seq: Any, reason: str) -> None:
     with pytest.raises(Rejected) as exc:
         Validator(CAL).validate(_tick(seq, _ts(D3, 10, 0)))
     assert exc.value.reason == reason
+
+
+def test_metrics_and_status_show_the_gaps() -> None:
+    svc = Service(Config(), bus=MemoryBus(1), live_clock=False)
+    v, eng = Validator(CAL), svc.engine
+    for i, seq in enumerate([1, 2, 4, 5]):
+        eng.apply(v.validate(_tick(seq, _ts(D3, 10, 0, i))))
+    text = Exposition(eng, PipelineStats()).render().decode()
+    assert counter(text, "fundflow_feed_gaps", kind="southbound") == 0  # both kinds from 0: increase() sees the first
+    assert counter(text, "fundflow_feed_gaps", kind="trade") == 0
+    eng.apply(v.validate(_tick(6, _ts(D3, 10, 2))))
+    text = Exposition(eng, PipelineStats()).render().decode()  # evaluated on read, no prune needed
+    assert counter(text, "fundflow_feed_gaps", kind="southbound") == 1
+    assert counter(text, "fundflow_feed_gap_fills", kind="southbound") == 0
+    assert svc.status()["feed_gaps"] == {
+        "gaps": {"trade": 0, "southbound": 1}, "late_fills": {"trade": 0, "southbound": 0},
+        "pending": {"trade": 0, "southbound": 0},
+        "open": [{"kind": "southbound", "symbol": "00700.HK", "channel": "SH", "date": "2025-09-12",
+                  "first_missing": 3, "last_missing": 3, "missing": 1, "opened_at": iso(_ts(D3, 10, 0, 2))}]}
