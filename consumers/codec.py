@@ -68,10 +68,12 @@ class Marker:
     positions: dict[str, int]  # event topic -> next offset to read
     as_of_ms: int | None
     stream_clocks: dict[str, int]  # event topic -> greatest event time applied from it
+    gap_streams: list[list[Any]] = field(default_factory=list)  # the partition's seq streams (consumers.gaps)
 
     def to_json(self) -> bytes:
         return orjson.dumps({"symbol": MARKER, "gen": self.gen, "positions": self.positions,
-                             "as_of_ms": self.as_of_ms, "stream_clocks": self.stream_clocks})
+                             "as_of_ms": self.as_of_ms, "stream_clocks": self.stream_clocks,
+                             "gap_streams": self.gap_streams})
 
 
 @dataclass
@@ -102,7 +104,7 @@ def read_state(group: str, partition_records: Iterable[tuple[bytes | None, bytes
     out = PartitionState()
     if marker_doc is not None:
         out.marker = Marker(marker_doc["gen"], marker_doc["positions"], marker_doc.get("as_of_ms"),
-                            marker_doc.get("stream_clocks", {}))
+                            marker_doc.get("stream_clocks", {}), marker_doc.get("gap_streams", []))
         out.max_gen = out.marker.gen
     complete_gen = out.marker.gen if out.marker is not None else -1
     candidates: dict[tuple[str, str, str], list[tuple[int, int, dict[str, Any]]]] = {}
@@ -354,6 +356,7 @@ class StateWriter:
             stream = streams.get(topic)
             if stream is not None:
                 eng.stream_clocks[stream] = clock
+        eng.gaps.load_streams(marker.gap_streams)
 
     def forget(self, symbols: Iterable[str]) -> None:
         for s in symbols:

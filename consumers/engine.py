@@ -18,6 +18,7 @@ from consumers import basket as basket_mod
 from consumers import highs, macd
 from consumers.bars import DayBar, DayView, ohlc
 from consumers.etf import INTRADAY_WINDOWS, EtfDay, EtfState, trade_key
+from consumers.gaps import FeedGaps
 from consumers.southbound import SouthboundDay, SouthboundState, streak
 from monitor.calendars import DAY_MS, Calendars, TradingCalendar, iso, local_date, local_seconds_of_day
 from monitor.events import Bar, Event, Rejected, SouthboundDaily, SouthboundTick, Trade, Units, from_micro, mul_micro
@@ -112,6 +113,7 @@ class Engine:
         # look late. stream -> greatest event time seen in it.
         self.stream_clocks: dict[Hashable, int] = {}
         self._oldest_accepted: dict[tuple[str, int], dt.date] = {}  # (calendar, clock day index) -> oldest day
+        self.gaps = FeedGaps(self.grace_ms, self.now_ms)  # missing seqs per stream-day (consumers/gaps.py)
 
     # -- applying -----------------------------------------------------------
     def apply(self, ev: Event, count: bool = True, stream: Hashable = None) -> str:
@@ -124,6 +126,22 @@ class Engine:
         ``max_late_sessions`` before the stream's current session; nothing of it is applied.
         """
         kind = ev.kind
+        if not count:
+            self.gaps.replaying = True
+            try:
+                return self._apply(ev, kind, stream)
+            finally:
+                self.gaps.replaying = False
+        status = self._apply(ev, kind, stream)
+        if status == "duplicate":
+            self.duplicates[kind] += 1
+        else:
+            self.applied[kind] += 1
+            if status == "late":
+                self.late[kind] += 1
+        return status
+
+    def _apply(self, ev: Event, kind: str, stream: Hashable) -> str:
         if kind == "trade":
             status = self._trade(ev, stream)  # type: ignore[arg-type]  # narrowed by kind
         elif kind == "southbound":
@@ -134,14 +152,6 @@ class Engine:
             status = self._bar(ev)  # type: ignore[arg-type]  # narrowed by kind
         else:
             status = self._daily(ev)  # type: ignore[arg-type]  # narrowed by kind
-        if not count:
-            return status
-        if status == "duplicate":
-            self.duplicates[kind] += 1
-        else:
-            self.applied[kind] += 1
-            if status == "late":
-                self.late[kind] += 1
         return status
 
     def _day_of(self, ts: int) -> dt.date:
@@ -207,6 +217,8 @@ class Engine:
         trade_ids = day.trade_ids
         if trade_ids is None or not trade_ids.add(tid):
             return "duplicate"  # (a day without keys is older than every accepted session: not reached)
+        if t.seq is not None:
+            self.gaps.see("trade", (symbol, day_date), t.seq, ts)
         self._advance(ts, day_date, stream)
         reference = None
         if day.tick_last is None:  # first trade of the day: the previous session's last price
@@ -245,6 +257,7 @@ class Engine:
         seqs = day.seqs
         if seqs is None or not seqs.add(t.channel, t.seq):
             return "duplicate"
+        self.gaps.see("southbound", (symbol, t.channel, day_date), t.seq, ts)
         self._advance(ts, day_date, stream)
         day.tick_buy += t.buy
         day.tick_sell += t.sell
@@ -712,6 +725,7 @@ class Engine:
             self.bars.pop(s, None)
             self._closed_cache.pop(s, None)
         self.modified = {k for k in self.modified if k[0] not in gone}
+        self.gaps.drop_symbols(gone)
 
     def forget_streams(self, streams: Iterable[Hashable]) -> None:
         """Streams (partitions) this process no longer reads: their clocks stop holding old keys."""
@@ -727,6 +741,7 @@ class Engine:
         now = self.now_ms()
         if now is None:
             return
+        self.gaps.evaluate(now)
         now_sec = now // 1000
         # dedupe keys must outlive the slowest stream's accepted sessions (a lagging partition may still
         # send a duplicate of a day the others have left behind)

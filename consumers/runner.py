@@ -231,7 +231,8 @@ class ConsumerRunner:
             positions = {t: pos for (t, q), pos in self._positions.items() if q == p}
             clocks = {t: c for (t, q), c in ((s, c) for s, c in engine.stream_clocks.items() if isinstance(s, tuple))
                       if q == p}
-            marker = Marker(gens[p], positions, engine.as_of_ms, clocks)
+            symbols = {s for s, q in self._symbol_partition.items() if q == p}
+            marker = Marker(gens[p], positions, engine.as_of_ms, clocks, engine.gaps.streams_state(symbols))
             markers.append((p, marker_key(self.group_id, p), marker.to_json()))
 
         def done(ok: bool) -> None:

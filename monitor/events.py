@@ -74,6 +74,7 @@ class Trade:
     amount: int  # micro-CNY
     side: str | None  # "B", "S" or None (tick rule)
     trade_id: str
+    seq: int | None = None  # the feed's sequence number per symbol and day, when it numbers trades (gap detection)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -82,6 +83,8 @@ class Trade:
         }
         if self.side:
             d["side"] = self.side
+        if self.seq is not None:
+            d["seq"] = self.seq
         return d
 
 
@@ -203,6 +206,15 @@ def mul_micro(a: int, b: int) -> int:
     if 2 * r > MICRO or (2 * r == MICRO and q % 2):
         q += 1
     return q
+
+
+def _seq(value: Any) -> int:
+    """A sequence number: an integer (not a bool), >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Rejected("wrong_type", "seq must be an integer")
+    if value < 0:
+        raise Rejected("bad_number", "seq must be >= 0")
+    return int(value)
 
 
 def parse_ts(value: Any) -> int:
@@ -330,7 +342,10 @@ class Validator:
             if isinstance(tid, bool) or not isinstance(tid, (str, int)) or tid == "":
                 raise Rejected("wrong_type", "trade_id must be a non-empty string or integer")
             tid = str(tid)
-        return Trade(symbol, ts, price, volume, amount, side, tid)
+        seq = o.get("seq")
+        if seq is not None and (type(seq) is not int or seq < 0):  # absent, or a plain int >= 0: no more checks
+            seq = _seq(seq)
+        return Trade(symbol, ts, price, volume, amount, side, tid, seq)
 
     def _units(self, o: Mapping[str, Any]) -> Units:
         symbol = self._symbol(o["symbol"], etf_ok=True, hk_ok=True)
@@ -357,12 +372,9 @@ class Validator:
         if not is_open:  # a southbound day needs the channel's exchange open
             raise Rejected("outside_session", f"{symbol} tick on the {channel} channel while {channel} is closed")
         seq = o["seq"]
-        if isinstance(seq, bool) or not isinstance(seq, int):
-            raise Rejected("wrong_type", "seq must be an integer")
-        if seq < 0:
-            raise Rejected("bad_number", "seq must be >= 0")
-        buy, sell = to_micro(o["buy_hkd"], "buy_hkd"), to_micro(o["sell_hkd"], "sell_hkd")
-        return SouthboundTick(symbol, ts, channel, buy, sell, seq)
+        if type(seq) is not int or seq < 0:  # a plain int >= 0 needs no more checks
+            seq = _seq(seq)
+        return SouthboundTick(symbol, ts, channel, to_micro(o["buy_hkd"], "buy_hkd"), to_micro(o["sell_hkd"], "sell_hkd"), seq)
 
     def _daily(self, o: Mapping[str, Any]) -> SouthboundDaily:
         symbol = self._symbol(o["symbol"], etf_ok=False, hk_ok=True)

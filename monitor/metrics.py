@@ -195,10 +195,15 @@ class PipelineCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         engine, stats = self.engine, self.stats
+        engine.gaps.evaluate(engine.now_ms())  # decide the holes whose grace has passed since the last prune
         for name, counts, help_ in (
             ("events_applied", engine.applied, "Events applied to state."),
             ("events_duplicate", engine.duplicates, "Events ignored as duplicates (same trade_id, or symbol+channel+seq)."),
             ("events_late", engine.late, "Events applied later than the grace behind the stream clock."),
+            ("feed_gaps", engine.gaps.gaps, "Sequence numbers missing from a feed once a later one arrived and the "
+             "grace passed (southbound per stock, channel and day; trades that carry seq per symbol and day)."),
+            ("feed_gap_fills", engine.gaps.late_fills, "Sequence numbers that arrived after being counted as a gap "
+             "(fundflow_feed_gaps_total does not go back)."),
         ):
             fam = CounterMetricFamily(P + name, help_, labels=["kind"])
             for kind, n in sorted(counts.items()):

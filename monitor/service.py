@@ -23,6 +23,8 @@ from monitor.stats import PipelineStats
 
 
 class Service:
+    FEED_GAPS_LISTED = 20  # open gaps listed in the status, newest first
+
     def __init__(self, config: Config, bus: Bus | None = None, live_clock: bool | None = None,
                  simulated_market: bool = False) -> None:
         """``simulated_market``: market open/closed follows the stream clock (the demo's simulated day)."""
@@ -59,8 +61,21 @@ class Service:
                        "rejected": sum(stats.rejected.values()), "duplicates": sum(engine.duplicates.values()),
                        "late": sum(engine.late.values()), "replayed": stats.replayed},
             "consumer_lag_messages": sum(stats.consumer_lag.values()),
+            "feed_gaps": self._feed_gaps(as_of),
             "alerts": firing(engine, self.config.alerts),
         }
+
+    def _feed_gaps(self, now_ms: int | None) -> dict[str, Any]:
+        """Missing feed seqs per kind (as fundflow_feed_gaps_total) and where the latest still-open ones are."""
+        gaps = self.engine.gaps
+        gaps.evaluate(now_ms)
+        pending = gaps.pending()
+        open_ = []
+        for row in gaps.open_gaps(self.FEED_GAPS_LISTED):
+            opened = row.pop("opened_ms")
+            open_.append({**row, "opened_at": iso(opened)})
+        return {"gaps": dict(gaps.gaps), "late_fills": dict(gaps.late_fills), "pending": dict(pending),
+                "open": open_}
 
     def app(self) -> web.Application:
         """The HTTP app: metrics, health, API, board, and ``POST /ingest`` (HTTP push into the bus)."""

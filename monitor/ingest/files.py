@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from collections.abc import Iterator
@@ -46,12 +47,16 @@ def read_tape(path: str | Path) -> Iterator[tuple[Any, bytes]]:
     """(decoded object or None, raw line) per record; undecodable lines come as (None, raw)."""
     path = Path(path)
     if path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        # utf-8-sig: Excel starts its UTF-8 exports with a byte-order mark, which would otherwise
+        # stick to the first column's name ("\ufeffsymbol") and lose that column from every row
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
             for row in csv.DictReader(fh):
                 obj = csv_row(row)
                 yield obj, orjson.dumps(obj)
         return
     with open(path, "rb") as fh:
+        if fh.read(len(codecs.BOM_UTF8)) != codecs.BOM_UTF8:  # the same mark on an NDJSON tape
+            fh.seek(0)
         for line in fh:
             line = line.strip()
             if not line:

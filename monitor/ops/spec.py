@@ -511,6 +511,21 @@ ALERTS: tuple[Alert, ...] = (
         gate=MarketGate(per_symbol=False, held_for="{feed_stall_seconds}s"),
     ),
     Alert(
+        name="FundflowFeedGap",
+        group="pipeline",
+        # missing seqs counted in the last 10 minutes, over all consumers; no market gate: the counter
+        # moves only when events arrive, and a gap found just after the close matters as much
+        value="sum by (kind) (increase(fundflow_feed_gaps_total[10m]))",
+        op=">",
+        threshold="0",
+        for_="1m",
+        severity="warning",
+        summary="A market-data feed skipped sequence numbers.",
+        description="About {{ printf \"%.0f\" $value }} {{ $labels.kind }} sequence numbers went missing in the last "
+                    "10 minutes (a later one arrived and the grace passed without them): today's figures lack "
+                    "those events.",
+    ),
+    Alert(
         name="FundflowSourceDisconnected",
         group="pipeline",
         value="fundflow_source_connected",
@@ -802,9 +817,12 @@ _PIPELINE = Dashboard(
                    Target(":fundflow_events_rejected:rate5m", "all reasons")),
                   description="Inputs dead-lettered per second. Alerts above {deadletter_rate_per_second}/s.",
                   unit="ops", width=12, thresholds=(("", "green"), ("{deadletter_rate_per_second}", "red"))),
-            Panel("Duplicates and late events", "timeseries",
+            Panel("Duplicates, late events and feed gaps", "timeseries",
                   (Target("sum(rate(fundflow_events_duplicate_total[$__rate_interval])) or vector(0)", "duplicates"),
-                   Target("sum(rate(fundflow_events_late_total[$__rate_interval])) or vector(0)", "late")),
+                   Target("sum(rate(fundflow_events_late_total[$__rate_interval])) or vector(0)", "late"),
+                   Target("sum by (kind) (rate(fundflow_feed_gaps_total[$__rate_interval]))", "feed gaps {{kind}}")),
+                  description="Feed gaps: sequence numbers missing once a later one arrived and the grace passed "
+                              "(alert FundflowFeedGap); which symbols: /api/v1/status, feed_gaps.open.",
                   unit="ops", width=12),
         )),
         Row("Latency and lag", (
