@@ -39,7 +39,8 @@ from __future__ import annotations
 import datetime as dt
 from bisect import bisect_right, insort
 from collections import Counter
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 KINDS = ("trade", "southbound")
 STATE_VERSION = 1
@@ -253,7 +254,7 @@ class FeedGaps:
 
     @classmethod
     def from_state(cls, state: dict[str, Any], grace_ms: int, clock: Callable[[], int | None],
-                   keep_days: int = 2) -> "FeedGaps":
+                   keep_days: int = 2) -> FeedGaps:
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"feed gaps state version {state.get('version')!r}, expected {STATE_VERSION}")
         self = cls(grace_ms, clock, keep_days)

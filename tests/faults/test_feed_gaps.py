@@ -14,9 +14,10 @@ from typing import Any
 
 import orjson
 
+from harness.fundflow import ConsumerProc, http
+from harness.metrics import sample_value
 from monitor.simulator import Scenario, generate
-from tests.faults.pipeline import counter, wait_drained
-from tests.harness.fundflow import ConsumerProc, http
+from tests.faults.pipeline import wait_drained
 
 TAPE = Scenario(days=2, trade_interval_s=60, tick_interval_s=300)  # ~4,000 events
 UTC8 = dt.timezone(dt.timedelta(hours=8))
@@ -99,9 +100,9 @@ def test_dropped_seqs_are_counted_shown_and_a_late_one_is_a_fill(kafka_factory, 
     assert gaps["late_fills"] == {"trade": 0, "southbound": 0} and gaps["pending"] == {"trade": 0, "southbound": 0}
     assert _rows(st) == want
     text = consumer.metrics()
-    assert counter(text, "fundflow_feed_gaps", kind="southbound") == 5
-    assert counter(text, "fundflow_feed_gaps", kind="trade") == 1
-    assert counter(text, "fundflow_feed_gap_fills", kind="southbound") == 0
+    assert sample_value(text, "fundflow_feed_gaps_total", {"kind": "southbound"}) == 5
+    assert sample_value(text, "fundflow_feed_gaps_total", {"kind": "trade"}) == 1
+    assert sample_value(text, "fundflow_feed_gap_fills_total", {"kind": "southbound"}) == 0
 
     # the withheld tick, hours late, and a few re-sent ones (duplicates: no change)
     resent = tape[:20]
@@ -112,8 +113,8 @@ def test_dropped_seqs_are_counted_shown_and_a_late_one_is_a_fill(kafka_factory, 
     assert gaps["late_fills"] == {"trade": 0, "southbound": 1}, gaps
     assert _rows(st) == [r for r in want if r["symbol"] != withheld["symbol"] or r["kind"] != "southbound"]
     text = consumer.metrics()
-    assert counter(text, "fundflow_feed_gap_fills", kind="southbound") == 1
-    assert counter(text, "fundflow_feed_gaps", kind="southbound") == 5
+    assert sample_value(text, "fundflow_feed_gap_fills_total", {"kind": "southbound"}) == 1
+    assert sample_value(text, "fundflow_feed_gaps_total", {"kind": "southbound"}) == 5
     ev = consumer.status()["events"]
     assert ev["applied"] == sent - len(resent) and ev["duplicates"] == len(resent) and ev["rejected"] == 0, ev
     assert consumer.stop() == 0

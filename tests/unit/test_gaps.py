@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from consumers.engine import Engine
 from consumers.gaps import KINDS, FeedGaps
+from harness.metrics import sample_value
 from monitor.bus.memory import MemoryBus
 from monitor.calendars import default_calendars, iso
 from monitor.config import Config
@@ -21,7 +22,6 @@ from monitor.events import Rejected, Trade, Validator, encode
 from monitor.metrics import Exposition
 from monitor.service import Service
 from monitor.stats import PipelineStats
-from tests.faults.pipeline import counter
 
 GRACE = 60_000
 D1, D2, D3 = dt.date(2025, 9, 10), dt.date(2025, 9, 11), dt.date(2025, 9, 12)
@@ -397,12 +397,12 @@ def test_metrics_and_status_show_the_gaps() -> None:
     for i, seq in enumerate([1, 2, 4, 5]):
         eng.apply(v.validate(_tick(seq, _ts(D3, 10, 0, i))))
     text = Exposition(eng, PipelineStats()).render().decode()
-    assert counter(text, "fundflow_feed_gaps", kind="southbound") == 0  # both kinds from 0: increase() sees the first
-    assert counter(text, "fundflow_feed_gaps", kind="trade") == 0
+    assert sample_value(text, "fundflow_feed_gaps_total", {"kind": "southbound"}) == 0  # both kinds from 0: increase() sees the first
+    assert sample_value(text, "fundflow_feed_gaps_total", {"kind": "trade"}) == 0
     eng.apply(v.validate(_tick(6, _ts(D3, 10, 2))))
     text = Exposition(eng, PipelineStats()).render().decode()  # evaluated on read, no prune needed
-    assert counter(text, "fundflow_feed_gaps", kind="southbound") == 1
-    assert counter(text, "fundflow_feed_gap_fills", kind="southbound") == 0
+    assert sample_value(text, "fundflow_feed_gaps_total", {"kind": "southbound"}) == 1
+    assert sample_value(text, "fundflow_feed_gap_fills_total", {"kind": "southbound"}) == 0
     assert svc.status()["feed_gaps"] == {
         "gaps": {"trade": 0, "southbound": 1}, "late_fills": {"trade": 0, "southbound": 0},
         "pending": {"trade": 0, "southbound": 0},
