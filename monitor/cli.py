@@ -18,21 +18,18 @@ log = logging.getLogger("fundflow")
 
 
 def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
-    # kafka-python logs every refused reconnect at ERROR; our checkpoint/produce paths report a broker
-    # outage once, in words, so its own chatter is only shown with --verbose.
-    logging.getLogger("kafka").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    """Defaults until the config is read (``config_from_args`` applies its ``[log]`` table)."""
+    from monitor.logs import setup_logging as setup
+
+    setup(verbose)
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
     """The TOML config (with FUNDFLOW_* env) and, over it, whichever process flags the command has."""
     cfg = load_config(getattr(args, "config", None))
+    from monitor.logs import setup_logging as setup
+
+    setup(getattr(args, "verbose", False), cfg.log, cfg.secrets())
     if getattr(args, "bootstrap", None):
         cfg.kafka.bootstrap_servers = args.bootstrap
     if getattr(args, "group", None):
@@ -203,7 +200,13 @@ async def _consume(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     svc = Service(cfg)
     log.info("consuming from %s as group %s", cfg.kafka.bootstrap_servers, cfg.kafka.group_id)
-    await asyncio.get_running_loop().run_in_executor(None, svc.bus.ensure_topics)
+    from monitor.bus import AccessDenied
+
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, svc.bus.ensure_topics)
+    except AccessDenied as exc:  # wrong credentials or ACLs: retrying would only hide it
+        log.error("%s", exc, extra={"reason": "access_denied"})
+        return 2
     site = await start_site(svc.app(), cfg.http.host, cfg.http.port)
     log.info("serving %s/metrics", site_url(site))
     stop = _stop_event()

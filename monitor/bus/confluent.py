@@ -19,7 +19,7 @@ from confluent_kafka import (OFFSET_BEGINNING, Consumer, IsolationLevel, KafkaEr
                              TopicPartition)
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from monitor.bus import AssignCallback, Record, TopicPartition as TP
+from monitor.bus import ALL_TOPICS, AssignCallback, Record, TopicPartition as TP
 from monitor.config import KafkaConfig
 
 log = logging.getLogger("fundflow.kafka")
@@ -50,10 +50,10 @@ class ConfluentBus:
         self._errors: list[Any] = []
         self._lock = threading.Lock()
 
-    def ensure_topics(self) -> None:
+    def ensure_topics(self, topics: Iterable[str] = ALL_TOPICS) -> None:
         from monitor.bus.kafka import KafkaBus  # topic creation is rare: one implementation of it
 
-        KafkaBus(self.cfg).ensure_topics()
+        KafkaBus(self.cfg).ensure_topics(topics)
 
     def partition_for(self, key: bytes) -> int:
         from kafka.partitioner.default import murmur2

@@ -197,6 +197,7 @@ class Sink:
                 log.info("bus reachable again: delivered a batch of %d after %d failed attempt(s)",
                          len(batch), self.backoff.failures)
             self.healthy = True
+            self.stats.bus_available = True
             self.backoff.reset()
             self._delivered(batch)
 
@@ -215,9 +216,15 @@ class Sink:
 
     def _failed(self, what: str) -> None:
         self.failures += 1
-        if self.healthy or self.failures % 20 == 0:
-            log.warning("bus not acknowledging (%s); %d record(s) buffered, retrying", what, self._pending)
+        if "AuthorizationFailed" in what or "SaslAuthentication" in what:
+            if self.healthy or self.failures % 20 == 0:  # retrying cannot help until the ACLs change
+                log.error("Kafka denied the write (%s): check the ACLs of this user; %d record(s) buffered",
+                          what, self._pending, extra={"reason": "access_denied"})
+        elif self.healthy or self.failures % 20 == 0:
+            log.warning("bus not acknowledging (%s); %d record(s) buffered, retrying", what, self._pending,
+                        extra={"reason": "unavailable", "buffered": self._pending})
         self.healthy = False
+        self.stats.bus_available = False
         self.last_error = what
 
     def _delivered(self, batch: list[OutRecord]) -> None:
