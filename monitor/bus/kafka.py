@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, Iterable, Iterator
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
@@ -25,6 +26,35 @@ from monitor.config import KafkaConfig
 log = logging.getLogger("fundflow.kafka")
 
 
+class _AuthWatch(logging.Filter):
+    """Remembers how kafka-python's connections to the brokers were refused; kafka-python only logs it.
+
+    A wrong SCRAM password surfaces from kafka-python as "Unable to bootstrap"
+    after its timeout (the broker closes the connection after the final SASL
+    message); with this the bus can say the credentials were refused. The
+    record is passed on only when the ``kafka`` logger would show it.
+    """
+
+    failure: tuple[float, str] | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        exc = next((a for a in args if isinstance(a, BaseException)), None)
+        if isinstance(exc, SaslAuthenticationFailedError):
+            _AuthWatch.failure = (time.monotonic(), str(exc)[:300])
+        elif exc is not None and "Bootstrap connection" in str(record.msg) and "disconnected" in str(exc):
+            _AuthWatch.failure = (time.monotonic(), "the broker closed the connection during authentication")
+        return logging.getLogger("kafka").isEnabledFor(record.levelno)
+
+
+def _watch_auth_failures() -> None:
+    conn_log = logging.getLogger("kafka.net.manager")
+    if not any(isinstance(f, _AuthWatch) for f in conn_log.filters):
+        conn_log.addFilter(_AuthWatch())
+    if conn_log.level == logging.NOTSET or conn_log.level > logging.WARNING:
+        conn_log.setLevel(logging.WARNING)
+
+
 class KafkaBus:
     def __init__(self, cfg: KafkaConfig) -> None:
         self.cfg = cfg
@@ -32,6 +62,14 @@ class KafkaBus:
         self._producer: KafkaProducer | None = None
         self._errors: list[BaseException] = []
         self._lock = threading.Lock()
+        _watch_auth_failures()
+
+    def _refused(self, exc: KafkaTimeoutError) -> AccessDenied | None:
+        """The broker refused our credentials in the last minute: the reason behind a bootstrap time-out."""
+        seen = _AuthWatch.failure
+        if self.cfg.sasl_mechanism and seen is not None and time.monotonic() - seen[0] < 60:
+            return AccessDenied(self._denied(f"authentication failed ({seen[1]}; wrong password?)"))
+        return None
 
     # -- admin -------------------------------------------------------------
     def _common(self) -> dict[str, Any]:
@@ -55,6 +93,8 @@ class KafkaBus:
             admin = KafkaAdminClient(**self._common())
         except SaslAuthenticationFailedError as exc:
             raise AccessDenied(self._denied("authentication failed", exc)) from None
+        except KafkaTimeoutError as exc:
+            raise (self._refused(exc) or exc) from None
         try:
             found = {t["name"]: t for t in admin.describe_topics(topics)}
             denied = [n for n in topics if found.get(n, {}).get("error_code") == TopicAuthorizationFailedError.errno]
@@ -129,17 +169,23 @@ class KafkaBus:
     @property
     def producer(self) -> KafkaProducer:
         if self._producer is None:
-            self._producer = KafkaProducer(
-                acks="all",
-                retries=2**31 - 1,
-                enable_idempotence=True,
-                linger_ms=self.cfg.linger_ms,
-                batch_size=self.cfg.batch_size,
-                max_block_ms=10_000,
-                delivery_timeout_ms=120_000,
-                **self._common(),
-            )
+            try:
+                self._producer = self._new_producer()
+            except KafkaTimeoutError as exc:
+                raise (self._refused(exc) or exc) from None
         return self._producer
+
+    def _new_producer(self) -> KafkaProducer:
+        return KafkaProducer(
+            acks="all",
+            retries=2**31 - 1,
+            enable_idempotence=True,
+            linger_ms=self.cfg.linger_ms,
+            batch_size=self.cfg.batch_size,
+            max_block_ms=10_000,
+            delivery_timeout_ms=120_000,
+            **self._common(),
+        )
 
     def _failed(self, exc: BaseException) -> None:
         with self._lock:

@@ -10,9 +10,10 @@ The body is NDJSON (one event per line) or a JSON array of events.
 - 413 when the body exceeds the app's ``client_max_size`` (``[http] max_body_bytes``);
 - 401 without the right bearer token (the app's auth middleware, ``[http] token``);
 - 503 with ``Retry-After`` while the bus is not acknowledging writes (brokers
-  down, fewer in-sync replicas than ``min.insync.replicas``) or the buffer is
-  full: the body is not taken, so the client keeps it and sends it again,
-  instead of this process holding events it cannot make durable.
+  down, fewer in-sync replicas than ``min.insync.replicas``): the body is not
+  taken, so the client keeps it and sends it again, instead of this process
+  holding events it cannot make durable. (A full buffer while the bus is up
+  makes the request wait: back-pressure.)
 
 ``?wait=true`` answers only once the bus has acknowledged every record of
 the body (``"durable": true`` in the answer), for clients that must not
@@ -119,8 +120,6 @@ def _unavailable(sink: Sink | None) -> str | None:
         return None
     if not sink.healthy:
         return f"the bus is not acknowledging writes ({sink.last_error or 'unavailable'}); retry later"
-    if sink.pending >= sink.max_events:
-        return f"ingest buffer full ({sink.pending} events waiting for the bus); retry later"
     return None
 
 

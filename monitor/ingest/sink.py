@@ -216,9 +216,9 @@ class Sink:
 
     def _failed(self, what: str) -> None:
         self.failures += 1
-        if "AuthorizationFailed" in what or "SaslAuthentication" in what:
+        if "AccessDenied" in what or "AuthorizationFailed" in what or "SaslAuthentication" in what:
             if self.healthy or self.failures % 20 == 0:  # retrying cannot help until the ACLs change
-                log.error("Kafka denied the write (%s): check the ACLs of this user; %d record(s) buffered",
+                log.error("Kafka refused this client (%s); %d record(s) buffered, retrying",
                           what, self._pending, extra={"reason": "access_denied"})
         elif self.healthy or self.failures % 20 == 0:
             log.warning("bus not acknowledging (%s); %d record(s) buffered, retrying", what, self._pending,
