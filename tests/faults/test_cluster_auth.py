@@ -126,3 +126,34 @@ def test_an_ingestor_with_a_wrong_password_stays_up_not_ready_and_names_the_refu
     text = push.log_text()
     assert wrong not in text and topics.users["ingest"] not in text
     assert "refused user 'ingest' (SASL_SSL SCRAM-SHA-512): authentication failed" in text, text
+
+
+def test_deploy_configs_carry_the_cluster_settings_with_secrets_from_the_environment() -> None:
+    """What the tests run against is what deploy/ configures: SASL_SSL, SCRAM-SHA-512, RF 3, min ISR 2, JSON logs."""
+    from pathlib import Path
+
+    import yaml
+
+    from monitor.config import load_config
+
+    deploy = Path(__file__).resolve().parents[2] / "deploy"
+    k8s = load_config(deploy / "k8s" / "fundflow.toml", env={})
+    assert (k8s.kafka.security_protocol, k8s.kafka.sasl_mechanism) == ("SASL_SSL", "SCRAM-SHA-512")
+    assert (k8s.kafka.replication_factor, k8s.kafka.min_insync_replicas) == (3, 2)
+    assert len(k8s.kafka.bootstrap_servers.split(",")) >= 3 and k8s.kafka.ssl_cafile
+    assert k8s.log.format == "json" and k8s.secrets() == []  # no secret in the ConfigMap
+    (secret,) = yaml.safe_load_all((deploy / "k8s" / "secret.yaml").read_text())
+    assert all(v == "" for v in secret["stringData"].values())  # placeholders only
+    for name, user in (("ingest", "ingest"), ("consume", "consumer")):
+        (dep, *_) = yaml.safe_load_all((deploy / "k8s" / f"{name}.yaml").read_text())
+        env_vars = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env_vars["FUNDFLOW_KAFKA__SASL_USERNAME"]["value"] == user
+        ref = env_vars["FUNDFLOW_KAFKA__SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
+    compose = yaml.safe_load((deploy / "docker-compose.yml").read_text())
+    for svc in ("ingest", "consume"):
+        environment = compose["services"][svc]["environment"]
+        for key in ("FUNDFLOW_KAFKA__SECURITY_PROTOCOL", "FUNDFLOW_KAFKA__SASL_MECHANISM", "FUNDFLOW_KAFKA__SSL_CAFILE",
+                    "FUNDFLOW_KAFKA__REPLICATION_FACTOR", "FUNDFLOW_KAFKA__MIN_INSYNC_REPLICAS",
+                    "FUNDFLOW_KAFKA__SASL_USERNAME", "FUNDFLOW_KAFKA__SASL_PASSWORD", "FUNDFLOW_LOG__FORMAT"):
+            assert str(environment[key]).startswith("${"), (svc, key)  # from the environment, not the file
