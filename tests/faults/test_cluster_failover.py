@@ -131,7 +131,7 @@ def test_rolling_sigterm_restart_while_events_flow(kafka_cluster: KafkaCluster, 
     sender.start()
     for node in cluster.nodes:
         mark(t0, f"SIGTERM node {node.node_id}")
-        assert node.stop() == 0, node.log_tail()  # a clean, controlled shutdown
+        assert node.stop() in (0, 143), node.log_tail()  # a clean, controlled shutdown (the JVM exits 143 on SIGTERM)
         node.start()
         cluster.wait_in_sync(EVENT_TOPICS)  # the next node goes only when this one has caught up
         mark(t0, f"node {node.node_id} back and in sync")
