@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import logging
 import sys
-from typing import Any, Iterable
+from typing import IO, Any, Iterable
 
 import orjson
 
@@ -78,7 +78,8 @@ class JsonFormatter(_Masking, logging.Formatter):
         return self.mask(line) if self.secrets else line
 
 
-def setup_logging(verbose: bool = False, cfg: LogConfig | None = None, secrets: Iterable[str] = ()) -> None:
+def setup_logging(verbose: bool = False, cfg: LogConfig | None = None, secrets: Iterable[str] = (),
+                  stream: IO[str] | None = None) -> None:
     """(Re)configure the root logger: format, level, per-logger levels; mask ``secrets``.
 
     Called once with defaults before the config is read, and again with the
@@ -88,7 +89,7 @@ def setup_logging(verbose: bool = False, cfg: LogConfig | None = None, secrets: 
     fmt = cfg.format.strip().lower()
     if fmt not in ("text", "json"):
         raise ValueError(f'[log] format must be "text" or "json", got {cfg.format!r}')
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter(secrets) if fmt == "json" else TextFormatter(secrets))
     root = logging.getLogger()
     for old in list(root.handlers):
