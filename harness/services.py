@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import atexit
 import base64
+import concurrent.futures
 import contextlib
+import dataclasses
 import json
 import os
 import pwd
@@ -56,6 +58,10 @@ __all__ = [
     "kafka_libs",
     "Service",
     "KafkaBroker",
+    "KafkaCluster",
+    "KafkaClusterNode",
+    "TestPki",
+    "make_test_pki",
     "Mosquitto",
     "Prometheus",
     "Alertmanager",
@@ -393,6 +399,10 @@ class Service:
         raise NotImplementedError
 
     def _launch_and_wait(self, timeout: float | None) -> None:
+        self._wait_ready(self._launch(), timeout)
+
+    def _launch(self) -> int:
+        """Prepare and spawn the process without waiting; returns the log offset of this run."""
         self.prepare()
         cmd = self.command()
         with open(self.log_path, "ab") as log:
@@ -410,6 +420,10 @@ class Service:
                 preexec_fn=_pdeathsig_preexec(),
             )
         _register(self)
+        return log_offset
+
+    def _wait_ready(self, log_offset: int, timeout: float | None) -> None:
+        assert self.proc is not None
         timeout = self.start_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         last_exc: BaseException | None = None
@@ -697,6 +711,365 @@ class KafkaBroker(Service):
 def _kafka_uuid() -> str:
     """A random Kafka cluster id (URL-safe base64 of 16 bytes, no padding)."""
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+# --------------------------------------------------------------------------
+# Kafka cluster: three KRaft nodes, SASL_SSL (SCRAM-SHA-512), ACLs
+# --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TestPki:
+    """A throwaway CA and one node certificate (key + chain in one PEM), made at test time."""
+
+    ca_file: Path
+    node_pem: Path
+    node_cn: str
+
+    @property
+    def node_principal(self) -> str:
+        return f"User:CN={self.node_cn}"
+
+
+def make_test_pki(directory: str | os.PathLike[str], node_cn: str = "fundflow-test-broker") -> TestPki:
+    """CA + one certificate every node presents as server and as client (SAN 127.0.0.1, localhost).
+
+    Python ``cryptography`` (no keytool, no JKS): Kafka reads PEM key and trust
+    stores. The key is unencrypted and mode 0600 in the test's temp dir; it
+    never outlives the run.
+    """
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    start, end = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=2)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fundflow-test-ca")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(end)
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node_cn)]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(start).not_valid_after(end)
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK)),
+                                                        x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                  ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    ca_file, node_pem = d / "ca.pem", d / "node.pem"
+    ca_file.write_bytes(ca.public_bytes(pem))
+    node_pem.touch(mode=0o600)
+    node_pem.write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        + cert.public_bytes(pem) + ca.public_bytes(pem))
+    return TestPki(ca_file, node_pem, node_cn)
+
+
+class KafkaClusterNode(KafkaBroker):
+    """One combined controller+broker of a :class:`KafkaCluster`.
+
+    Listeners: ``CLIENT`` (SASL_SSL, SCRAM-SHA-512) for applications,
+    ``INTERNAL`` (replication) and ``CONTROLLER`` (quorum), both TLS with
+    client certificates, so only holders of the node certificate get in there.
+    """
+
+    fatal_log_markers = ("Exiting Kafka due to fatal exception", "Exiting Kafka.")
+
+    def __init__(self, cluster: KafkaCluster, node_id: int, workdir: Path) -> None:
+        super().__init__(workdir, heap=cluster.heap, num_partitions=cluster.num_partitions,
+                         extra_config=cluster.extra_config)
+        self.cluster = cluster
+        self.node_id = node_id
+        self.internal_port = free_port()
+        self._auto_ports = False  # the quorum's voter list names every node's ports
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+    def properties(self) -> dict[str, Any]:
+        c, pki = self.cluster, self.cluster.pki
+        props: dict[str, Any] = {
+            "process.roles": "broker,controller",
+            "node.id": self.node_id,
+            "controller.quorum.voters": c.voters,
+            "listeners": f"CLIENT://{LOOPBACK}:{self.port},INTERNAL://{LOOPBACK}:{self.internal_port},"
+                         f"CONTROLLER://{LOOPBACK}:{self.controller_port}",
+            "advertised.listeners": f"CLIENT://{LOOPBACK}:{self.port},INTERNAL://{LOOPBACK}:{self.internal_port}",
+            "listener.security.protocol.map": "CLIENT:SASL_SSL,INTERNAL:SSL,CONTROLLER:SSL",
+            "inter.broker.listener.name": "INTERNAL",
+            "controller.listener.names": "CONTROLLER",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "listener.name.client.sasl.enabled.mechanisms": "SCRAM-SHA-512",
+            "listener.name.client.scram-sha-512.sasl.jaas.config":
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(pki.node_pem),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(pki.ca_file),
+            "listener.name.internal.ssl.client.auth": "required",
+            "listener.name.controller.ssl.client.auth": "required",
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found": "false",
+            "super.users": f"{pki.node_principal};User:{c.admin_user}",
+            "log.dirs": str(self.data_dir),
+            "num.partitions": self.num_partitions,
+            "default.replication.factor": 3,
+            "min.insync.replicas": 2,
+            "unclean.leader.election.enable": "false",
+            "auto.create.topics.enable": "false",
+            "offsets.topic.replication.factor": 3,
+            "offsets.topic.num.partitions": 6,
+            "transaction.state.log.replication.factor": 3,
+            "transaction.state.log.min.isr": 2,
+            "transaction.state.log.num.partitions": 3,
+            "share.coordinator.state.topic.replication.factor": 3,
+            "share.coordinator.state.topic.min.isr": 2,
+            "group.initial.rebalance.delay.ms": 0,
+            # fast failure detection: a dead node's partitions move within seconds, and a
+            # follower that stops fetching leaves the ISR after 5 s instead of 30 s
+            "broker.session.timeout.ms": 4000,
+            "broker.heartbeat.interval.ms": 1000,
+            "replica.lag.time.max.ms": 5000,
+            "controller.quorum.election.timeout.ms": 1000,
+            "controller.quorum.fetch.timeout.ms": 2000,
+            "num.network.threads": 2,
+            "num.io.threads": 2,
+            "num.replica.fetchers": 1,
+            "background.threads": 2,
+            "log.cleaner.threads": 1,
+            "log.cleaner.dedupe.buffer.size": 4 * 1024 * 1024,
+        }
+        props.update(self.extra_config)
+        return props
+
+    def prepare(self) -> None:
+        self._java = _require("java", "Java 17 is needed for Kafka")
+        self.libs  # noqa: B018 - resolves (and fetches) the jars or raises MissingBinary
+        self.config_path.write_text("".join(f"{k}={v}\n" for k, v in self.properties().items()))
+        if (self.data_dir / "meta.properties").exists():
+            return
+        t0 = time.monotonic()
+        scram = [arg for user, password in self.cluster.users.items()
+                 for arg in ("--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]")]
+        proc = subprocess.run(
+            [*self._java_cmd(heap="128m"), "kafka.tools.StorageTool", "format",
+             f"--cluster-id={self.cluster.cluster_id}", "-c", str(self.config_path), *scram],
+            cwd=self.workdir, capture_output=True, text=True, timeout=120,
+        )
+        if proc.returncode != 0:
+            out = proc.stdout + proc.stderr
+            for password in self.cluster.users.values():
+                out = out.replace(password, "***")
+            raise ServiceError(f"kafka StorageTool format failed (exit {proc.returncode}):\n{out[-4000:]}")
+        self.format_seconds = time.monotonic() - t0
+
+    def _java_cmd(self, heap: str) -> list[str]:
+        # a small initial heap, serial GC and the C1 compiler only: three JVMs share two cores
+        # with the tests, and start-up is mostly JIT work
+        assert self._java
+        return [self._java, f"-Xmx{heap}", "-Xms64m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+                "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={self.log4j_config}", "-cp", f"{self.libs}/*"]
+
+    def is_ready(self) -> bool:
+        """This node answers an authenticated metadata request on its SASL_SSL listener."""
+        if not port_open(self.port):
+            return False
+        admin = self.cluster.admin(bootstrap=self.bootstrap, request_timeout_ms=3000)
+        try:
+            admin.list_topics()
+        finally:
+            admin.close()
+        return True
+
+    def rss_mb(self) -> float:
+        return _rss_mb(self.pid)
+
+
+def _rss_mb(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class KafkaCluster:
+    """Three (``size``) KRaft nodes on loopback, SASL_SSL with SCRAM-SHA-512 users and ACLs.
+
+    ``users`` maps user name to password (generated by the caller, never
+    written anywhere but the node's format command and the clients' env);
+    an ``admin`` super user with a random password is added. ACLs deny
+    everything not granted (:meth:`allow`). Nodes are :attr:`nodes` (1-based
+    ids); kill, stop and start them one by one, the data stays in their dirs.
+    """
+
+    admin_user = "admin"
+
+    def __init__(self, workdir: str | os.PathLike[str], *, users: Mapping[str, str] = (), size: int = 3,
+                 heap: str = "320m", num_partitions: int = 6, extra_config: Mapping[str, Any] | None = None) -> None:
+        import secrets
+
+        self.workdir = Path(workdir).resolve()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.users = {self.admin_user: secrets.token_hex(16), **dict(users)}
+        self.heap, self.num_partitions = heap, num_partitions
+        self.extra_config = dict(extra_config or {})
+        self.cluster_id = _kafka_uuid()
+        self.pki = make_test_pki(self.workdir / "pki")
+        self.nodes = [KafkaClusterNode(self, i, self.workdir / f"node{i}") for i in range(1, size + 1)]
+        self.start_seconds: float | None = None
+
+    @property
+    def voters(self) -> str:
+        return ",".join(f"{n.node_id}@{LOOPBACK}:{n.controller_port}" for n in self.nodes)
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    def node(self, node_id: int) -> KafkaClusterNode:
+        return self.nodes[node_id - 1]
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self, timeout: float = 180.0) -> KafkaCluster:
+        """Launch every stopped node at once (the quorum needs a majority), wait for all of them."""
+        t0 = time.monotonic()
+        stopped = [n for n in self.nodes if not n.running]
+        with concurrent.futures.ThreadPoolExecutor(len(stopped) or 1) as pool:  # storage format: ~2 s of JVM each
+            list(pool.map(lambda n: n.prepare(), stopped))
+        launched = [(n, n._launch()) for n in stopped]  # noqa: SLF001
+        try:
+            for node, offset in launched:
+                node._wait_ready(offset, max(10.0, timeout - (time.monotonic() - t0)))  # noqa: SLF001
+                node._started_once = True  # noqa: SLF001
+            self.wait_brokers(len(self.nodes), timeout=max(10.0, timeout - (time.monotonic() - t0)))
+        except BaseException:
+            self.kill()
+            raise
+        self.start_seconds = time.monotonic() - t0
+        return self
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM to every node at once, SIGKILL after ``timeout`` (the last node cannot hand over)."""
+        running = [n for n in self.nodes if n.running]
+        for n in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(n.pid, signal.SIGTERM)  # type: ignore[arg-type]
+        deadline = time.monotonic() + timeout
+        for n in running:
+            n.stop(timeout=max(0.1, deadline - time.monotonic()))
+
+    def kill(self) -> None:
+        for n in self.nodes:
+            n.kill()
+
+    def rss_mb(self) -> float:
+        return sum(n.rss_mb() for n in self.nodes)
+
+    # -- clients -----------------------------------------------------------------------
+    def client_config(self, user: str | None = None, password: str | None = None) -> dict[str, Any]:
+        """kafka-python keyword arguments for ``user`` over SASL_SSL (admin when None)."""
+        user = user or self.admin_user
+        return {"bootstrap_servers": self.bootstrap.split(","), "security_protocol": "SASL_SSL",
+                "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": user,
+                "sasl_plain_password": self.users[user] if password is None else password,
+                "ssl_cafile": str(self.pki.ca_file)}
+
+    def fundflow_env(self, user: str) -> dict[str, str]:
+        """``FUNDFLOW_KAFKA__*`` variables connecting a fundflow process as ``user`` (password in env only)."""
+        return {"FUNDFLOW_KAFKA__BOOTSTRAP_SERVERS": self.bootstrap, "FUNDFLOW_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
+                "FUNDFLOW_KAFKA__SASL_MECHANISM": "SCRAM-SHA-512", "FUNDFLOW_KAFKA__SASL_USERNAME": user,
+                "FUNDFLOW_KAFKA__SASL_PASSWORD": self.users[user],
+                "FUNDFLOW_KAFKA__SSL_CAFILE": str(self.pki.ca_file)}
+
+    def admin(self, bootstrap: str | None = None, **kwargs: Any):
+        """A kafka-python ``KafkaAdminClient`` as the admin super user (caller closes it)."""
+        from kafka.admin import KafkaAdminClient
+
+        cfg = self.client_config()
+        if bootstrap:
+            cfg["bootstrap_servers"] = bootstrap.split(",")
+        kwargs.setdefault("request_timeout_ms", 10000)
+        if "bootstrap_timeout_ms" in KafkaAdminClient.DEFAULT_CONFIG:
+            kwargs.setdefault("bootstrap_timeout_ms", kwargs["request_timeout_ms"])
+        return KafkaAdminClient(client_id="harness", reconnect_backoff_max_ms=1000, **cfg, **kwargs)
+
+    def allow(self, user: str, operations: Iterable[str], resource_type: str, names: Iterable[str],
+              prefixed: bool = False) -> None:
+        """Grant ``user`` each operation (``"READ"``, ``"WRITE"``, ...) on resources of one type."""
+        from kafka.admin import (
+            ACL,
+            ACLOperation,
+            ACLPermissionType,
+            ACLResourcePatternType,
+            ResourcePattern,
+            ResourceType,
+        )
+
+        pattern = ACLResourcePatternType.PREFIXED if prefixed else ACLResourcePatternType.LITERAL
+        acls = [ACL(f"User:{user}", "*", ACLOperation[op], ACLPermissionType.ALLOW,
+                    ResourcePattern(ResourceType[resource_type], name, pattern))
+                for op in operations for name in names]
+        admin = self.admin()
+        try:
+            result = admin.create_acls(acls)
+        finally:
+            admin.close()
+        if result.get("failed"):
+            raise ServiceError(f"ACLs not created: {result['failed']}")
+
+    def describe(self, topics: Iterable[str]) -> dict[str, dict[int, tuple[int, list[int], list[int]]]]:
+        """topic -> partition -> (leader, replicas, ISR), as the controller sees it now."""
+        admin = self.admin()
+        try:
+            out: dict[str, dict[int, tuple[int, list[int], list[int]]]] = {}
+            for t in admin.describe_topics(list(topics)):
+                out[t["name"]] = {p["partition_index"]: (p["leader_id"], list(p["replica_nodes"]),
+                                                         list(p["isr_nodes"])) for p in t["partitions"]}
+            return out
+        finally:
+            admin.close()
+
+    def wait_brokers(self, n: int, timeout: float = 60.0) -> None:
+        """Until the cluster's metadata lists ``n`` live brokers."""
+        def enough() -> bool:
+            admin = self.admin(request_timeout_ms=3000)
+            try:
+                return len(admin.describe_cluster()["brokers"]) >= n
+            finally:
+                admin.close()
+
+        wait_until(enough, timeout, f"{n} brokers registered", interval=0.5)
+
+    def wait_in_sync(self, topics: Iterable[str], timeout: float = 90.0) -> None:
+        """Until every partition of ``topics`` has every replica in its ISR."""
+        topics = list(topics)
+
+        def synced() -> bool:
+            return all(len(isr) == len(replicas) and leader >= 0
+                       for parts in self.describe(topics).values() for leader, replicas, isr in parts.values())
+
+        wait_until(synced, timeout, f"all replicas of {topics} in sync", interval=0.5)
 
 
 # --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from consumers.basket import from_mapping
+from monitor.bus import AccessDenied
 from monitor.bus.memory import MemoryBus
 from monitor.calendars import iso
 from monitor.cli_common import add_consumer_arguments, config_from_args, progress_bar, setup_logging, stop_event
@@ -126,7 +127,11 @@ async def _consume(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     svc = Service(cfg)
     log.info("consuming from %s as group %s", cfg.kafka.bootstrap_servers, cfg.kafka.group_id)
-    await asyncio.get_running_loop().run_in_executor(None, svc.bus.ensure_topics)
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, svc.bus.ensure_topics)
+    except AccessDenied as exc:  # wrong credentials or ACLs: retrying would only hide it
+        log.error("%s", exc, extra={"reason": "access_denied"})
+        return 2
     site = await start_site(svc.app(), cfg.http.host, cfg.http.port)
     log.info("serving %s/metrics", site_url(site))
     stop = stop_event()

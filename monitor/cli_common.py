@@ -8,32 +8,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 from typing import Any
 
 from tqdm import tqdm
 
+from monitor import logs
 from monitor.config import Config, load_config
 
 
 def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
-    # kafka-python logs every refused reconnect at ERROR; our checkpoint/produce paths report a broker
-    # outage once, in words, so its own chatter is only shown with --verbose.
-    logging.getLogger("kafka").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    """Defaults until the config is read (``config_from_args`` applies its ``[log]`` table)."""
+    logs.setup_logging(verbose)
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
     """The TOML config (with FUNDFLOW_* env) and, over it, whichever process flags the command has."""
     cfg = load_config(getattr(args, "config", None))
+    logs.setup_logging(getattr(args, "verbose", False), cfg.log, cfg.secrets())
     if getattr(args, "bootstrap", None):
         cfg.kafka.bootstrap_servers = args.bootstrap
     if getattr(args, "group", None):

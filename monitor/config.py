@@ -24,7 +24,11 @@ ENV_PREFIX = "FUNDFLOW_"
 class KafkaConfig:
     bootstrap_servers: str = "127.0.0.1:9092"
     partitions: int = 6
+    # applied when fundflow creates a topic, checked (warning) when it finds one: production is
+    # replication_factor = 3 with min_insync_replicas = 2, so one broker may be down without a write lost
     replication_factor: int = 1
+    min_insync_replicas: int = 1
+    topic_configs: dict[str, str] = field(default_factory=dict)  # more configs of every topic created
     group_id: str = "fundflow"
     client_id: str = "fundflow"
     backend: str = "kafka-python"  # or "confluent" (extra `fast`)
@@ -55,6 +59,15 @@ class KafkaConfig:
         }
         opts.update({k: v for k, v in pairs.items() if v})
         return opts
+
+
+@dataclass
+class LogConfig:
+    """``[log]``: ``format = "text" | "json"`` (JSON: one object per line), root level, per-logger levels."""
+
+    format: str = "text"
+    level: str = "INFO"
+    levels: dict[str, str] = field(default_factory=dict)  # logger name -> level, e.g. {kafka = "WARNING"}
 
 
 @dataclass
@@ -139,7 +152,12 @@ class Config:
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     baskets: BasketConfig = field(default_factory=BasketConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-source options, free-form
+
+    def secrets(self) -> list[str]:
+        """The secret values set (passwords, token), for log redaction."""
+        return [v for v in (self.kafka.sasl_password, self.http.token, self.mqtt.password) if v]
 
     def redacted(self) -> dict[str, Any]:
         """The config as a dict with secrets masked, safe to log."""
@@ -159,6 +177,9 @@ def _coerce(value: str, like: Any) -> Any:
         return float(value)
     if isinstance(like, list):
         return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(like, dict):  # "name=value,name=value"
+        pairs = (v.partition("=") for v in value.split(",") if v.strip())
+        return {k.strip(): v.strip() for k, _, v in pairs}
     return value
 
 

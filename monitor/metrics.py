@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -232,6 +233,10 @@ class PipelineCollector(Collector):
         yield conn
         yield GaugeMetricFamily(P + "ingest_buffered_events", "Events accepted but not yet acknowledged by the bus.",
                                 value=stats.buffered)
+        if stats.bus_available is not None:
+            yield GaugeMetricFamily(P + "bus_available", "1 while the bus acknowledges the ingestors' writes, 0 while "
+                                    "they fail (brokers down, fewer in-sync replicas than min.insync.replicas).",
+                                    value=1.0 if stats.bus_available else 0.0)
         lag = GaugeMetricFamily(P + "consumer_lag_messages", "Messages behind the end of each partition.",
                                 labels=["topic", "partition"])
         for (topic, part), n in sorted(stats.consumer_lag.items()):

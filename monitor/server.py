@@ -7,15 +7,16 @@ they read the engine without locks.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import orjson
 from aiohttp import web
 
 from consumers.engine import MULTI_DAY, Engine
-from monitor.board import add_board_routes
 from consumers.etf import INTRADAY_WINDOWS
+from monitor.board import add_board_routes
 from monitor.calendars import MARKETS
 from monitor.metrics import Exposition
 

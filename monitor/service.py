@@ -41,11 +41,15 @@ class Service:
                                      checkpoint_interval_s=config.kafka.checkpoint_interval_s)
         self.market_clock_ms: Callable[[], int] = (lambda: self.engine.now_ms() or 0) if simulated_market else wall_ms
         self.metrics = Exposition(self.engine, self.stats, self.market_clock_ms)
+        # /readyz of a process that does not consume (``fundflow ingest``): its own notion of ready
+        self.readiness: Callable[[], bool] | None = None
 
     def publisher(self, source: str) -> Publisher:
         return Publisher(self.bus, self.validator, self.stats, source)
 
     def ready(self) -> bool:
+        if self.readiness is not None:
+            return self.readiness()
         return self.runner.connected and self.runner.ready
 
     def status(self) -> dict[str, Any]:

@@ -21,6 +21,7 @@ class PipelineStats:
     last_event_wall_s: dict[str, float] = field(default_factory=dict)  # source -> wall time of last event
     connected: dict[str, bool] = field(default_factory=dict)  # source -> up
     buffered: int = 0  # events accepted by sources, not yet acknowledged by the bus
+    bus_available: bool | None = None  # ingest: did the last delivery attempt succeed (None: none made yet)
     lag_counts: list[int] = field(default_factory=lambda: [0] * (len(LAG_BUCKETS) + 1))
     lag_sum: float = 0.0
     consumer_lag: dict[tuple[str, int], int] = field(default_factory=dict)

@@ -6,6 +6,8 @@ A missing server binary or jar skips the test locally and FAILS it when the
 Fixtures:
   kafka                 session: a started KafkaBroker (``.bootstrap``)
   kafka_factory         function: ``make(**kw) -> KafkaBroker`` (own broker, stopped after)
+  kafka_cluster         session: three KRaft nodes, SASL_SSL + SCRAM-SHA-512, ACLs for the
+                        ``ingest`` and ``consumer`` users (tests/faults/cluster.py)
   mosquitto             session: a started Mosquitto (``.host``, ``.port``)
   mosquitto_factory     function: ``make(**kw) -> Mosquitto``
   prometheus_factory    function: ``make(scrape_targets, **kw) -> Prometheus``
@@ -29,6 +31,7 @@ from harness import services  # noqa: E402 - after the sys.path line above
 from harness.services import (  # noqa: E402 - after the sys.path line above
     Alertmanager,
     KafkaBroker,
+    KafkaCluster,
     MissingBinary,
     Mosquitto,
     Prometheus,
@@ -71,7 +74,7 @@ def pytest_configure(config):
 
 
 _SERVER_FIXTURES = {
-    "kafka", "kafka_factory", "mosquitto", "mosquitto_factory",
+    "kafka", "kafka_factory", "kafka_cluster", "mosquitto", "mosquitto_factory",
     "prometheus_factory", "alertmanager_factory",
 }
 
@@ -97,6 +100,24 @@ def kafka(tmp_path_factory):
     broker = _start(KafkaBroker(tmp_path_factory.mktemp("kafka")))
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(tmp_path_factory):
+    """One three-node SASL_SSL cluster for the whole session: it costs ~15-35 s and ~0.6 GB to start."""
+    import secrets
+
+    from tests.faults.cluster import grant_fundflow_acls
+
+    users = {"ingest": secrets.token_hex(16), "consumer": secrets.token_hex(16)}
+    cluster = KafkaCluster(tmp_path_factory.mktemp("kafka-cluster"), users=users)
+    try:
+        cluster.start()
+    except MissingBinary as exc:
+        missing(str(exc))
+    grant_fundflow_acls(cluster)
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture(scope="session")

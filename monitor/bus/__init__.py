@@ -22,6 +22,11 @@ AssignCallback = Callable[[list[TopicPartition]], None]
 EVENT_TOPICS = tuple(TOPICS.values())
 COMPACTED_TOPICS = (STATE_TOPIC,)
 ALL_TOPICS = EVENT_TOPICS + (DEADLETTER_TOPIC, STATE_TOPIC)
+INGEST_TOPICS = EVENT_TOPICS + (DEADLETTER_TOPIC,)  # what an ingestor writes (and may see, under ACLs)
+
+
+class AccessDenied(RuntimeError):
+    """The broker refused this client: bad credentials, or an ACL denies the operation (not retried)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -63,7 +68,7 @@ class Consumer(Protocol):
 class Bus(Protocol):
     partitions: int
 
-    def ensure_topics(self) -> None:
+    def ensure_topics(self, topics: Iterable[str] = ALL_TOPICS) -> None:
         """Create the event, dead-letter and (compacted) state topics when missing."""
 
     def produce(self, topic: str, key: bytes | None, value: bytes | None, timestamp_ms: int | None = None,

@@ -28,7 +28,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from kafka.partitioner.default import murmur2
 
-from monitor.bus import AssignCallback, Record
+from monitor.bus import ALL_TOPICS, AssignCallback, Record
 from monitor.bus import TopicPartition as TP
 from monitor.bus.kafka import KafkaBus
 from monitor.config import KafkaConfig
@@ -61,8 +61,8 @@ class ConfluentBus:
         self._errors: list[Any] = []
         self._lock = threading.Lock()
 
-    def ensure_topics(self) -> None:
-        KafkaBus(self.cfg).ensure_topics()  # topic creation is rare: one implementation of it
+    def ensure_topics(self, topics: Iterable[str] = ALL_TOPICS) -> None:
+        KafkaBus(self.cfg).ensure_topics(topics)  # topic creation is rare: one implementation of it
 
     def partition_for(self, key: bytes) -> int:
         return (murmur2(key) & 0x7FFFFFFF) % self.partitions

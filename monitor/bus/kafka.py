@@ -8,21 +8,58 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.errors import (
+    ClusterAuthorizationFailedError,
+    KafkaError,
+    KafkaTimeoutError,
+    SaslAuthenticationFailedError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+)
 from kafka.partitioner.default import murmur2
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from monitor.bus import ALL_TOPICS, COMPACTED_TOPICS, EVENT_TOPICS, AssignCallback, Record
+from monitor.bus import ALL_TOPICS, COMPACTED_TOPICS, EVENT_TOPICS, AccessDenied, AssignCallback, Record
 from monitor.bus import TopicPartition as TP
 from monitor.config import KafkaConfig
 
 log = logging.getLogger("fundflow.kafka")
+
+
+class _AuthWatch(logging.Filter):
+    """Remembers how kafka-python's connections to the brokers were refused; kafka-python only logs it.
+
+    A wrong SCRAM password surfaces from kafka-python as "Unable to bootstrap"
+    after its timeout (the broker closes the connection after the final SASL
+    message); with this the bus can say the credentials were refused. The
+    record is passed on only when the ``kafka`` logger would show it.
+    """
+
+    failure: tuple[float, str] | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        exc = next((a for a in args if isinstance(a, BaseException)), None)
+        if isinstance(exc, SaslAuthenticationFailedError):
+            _AuthWatch.failure = (time.monotonic(), str(exc)[:300])
+        elif exc is not None and "Bootstrap connection" in str(record.msg) and "disconnected" in str(exc):
+            _AuthWatch.failure = (time.monotonic(), "the broker closed the connection during authentication")
+        return logging.getLogger("kafka").isEnabledFor(record.levelno)
+
+
+def _watch_auth_failures() -> None:
+    conn_log = logging.getLogger("kafka.net.manager")
+    if not any(isinstance(f, _AuthWatch) for f in conn_log.filters):
+        conn_log.addFilter(_AuthWatch())
+    if conn_log.level == logging.NOTSET or conn_log.level > logging.WARNING:
+        conn_log.setLevel(logging.WARNING)
 
 
 class KafkaBus:
@@ -32,6 +69,14 @@ class KafkaBus:
         self._producer: KafkaProducer | None = None
         self._errors: list[BaseException] = []
         self._lock = threading.Lock()
+        _watch_auth_failures()
+
+    def _refused(self, exc: KafkaTimeoutError) -> AccessDenied | None:
+        """The broker refused our credentials in the last minute: the reason behind a bootstrap time-out."""
+        seen = _AuthWatch.failure
+        if self.cfg.sasl_mechanism and seen is not None and time.monotonic() - seen[0] < 60:
+            return AccessDenied(self._denied(f"authentication failed ({seen[1]}; wrong password?)"))
+        return None
 
     # -- admin -------------------------------------------------------------
     def client_options(self) -> dict[str, Any]:
@@ -40,28 +85,88 @@ class KafkaBus:
         return {"bootstrap_servers": self.cfg.bootstrap_servers.split(","), "client_id": self.cfg.client_id,
                 "reconnect_backoff_max_ms": 1_000, **self.cfg.client_security()}
 
-    def ensure_topics(self) -> None:
-        admin = KafkaAdminClient(**self.client_options())
+    def ensure_topics(self, topics: Iterable[str] = ALL_TOPICS) -> None:
+        """Create the missing ``topics`` with the configured replication; warn about weaker existing ones.
+
+        Raises :class:`AccessDenied` when the broker refuses the credentials or
+        an ACL hides or protects one of the topics: retrying does not help.
+        """
+        cfg = self.cfg
+        if cfg.min_insync_replicas > cfg.replication_factor:
+            raise ValueError(f"[kafka] min_insync_replicas ({cfg.min_insync_replicas}) exceeds replication_factor "
+                             f"({cfg.replication_factor}): no acks=all write could ever succeed")
+        topics = list(topics)
         try:
-            existing = set(admin.list_topics())
-            wanted = []
-            for name in ALL_TOPICS:
-                if name in existing:
-                    continue
-                configs: dict[str, str] = {}
-                if name in COMPACTED_TOPICS:
-                    configs["cleanup.policy"] = "compact"
-                elif name in EVENT_TOPICS:
-                    configs["retention.ms"] = str(self.cfg.retention_ms)
-                wanted.append(NewTopic(name, self.partitions, self.cfg.replication_factor, topic_configs=configs))
+            admin = KafkaAdminClient(**self.client_options())
+        except SaslAuthenticationFailedError as exc:
+            raise AccessDenied(self._denied("authentication failed", exc)) from None
+        except KafkaTimeoutError as exc:
+            raise (self._refused(exc) or exc) from None
+        try:
+            found = {t["name"]: t for t in admin.describe_topics(topics)}
+            denied = [n for n in topics if found.get(n, {}).get("error_code") == TopicAuthorizationFailedError.errno]
+            if denied:
+                raise AccessDenied(self._denied(f"not authorized for topic(s) {', '.join(denied)}"))
+            existing = [n for n in topics if found.get(n, {}).get("error_code") == 0]
+            self._check_existing(admin, [found[n] for n in existing])
+            wanted = [NewTopic(n, self.partitions, cfg.replication_factor, topic_configs=self.topic_configs(n))
+                      for n in topics if n not in existing]
             if wanted:
                 try:
                     admin.create_topics(wanted)
                 except TopicAlreadyExistsError:
                     pass
-                log.info("created topics %s", ", ".join(t.name for t in wanted))
+                except (TopicAuthorizationFailedError, ClusterAuthorizationFailedError) as exc:
+                    raise AccessDenied(self._denied("not authorized to create topics "
+                                                    + ", ".join(t.name for t in wanted), exc)) from None
+                log.info("created topics %s (replication factor %d, min.insync.replicas %d)",
+                         ", ".join(t.name for t in wanted), cfg.replication_factor, cfg.min_insync_replicas,
+                         extra={"topics": [t.name for t in wanted]})
         finally:
             admin.close()
+
+    def topic_configs(self, name: str) -> dict[str, str]:
+        """The configs a topic is created with: ``[kafka] topic_configs`` under fundflow's own."""
+        configs = dict(self.cfg.topic_configs)
+        configs["min.insync.replicas"] = str(self.cfg.min_insync_replicas)
+        if name in COMPACTED_TOPICS:
+            configs["cleanup.policy"] = "compact"
+        elif name in EVENT_TOPICS:
+            configs.setdefault("retention.ms", str(self.cfg.retention_ms))
+        return configs
+
+    def _check_existing(self, admin: KafkaAdminClient, topics: list[dict[str, Any]]) -> None:
+        """Warn when a topic found is replicated less (or with a lower min ISR) than configured."""
+        want_rf, want_isr = self.cfg.replication_factor, self.cfg.min_insync_replicas
+        for t in topics:
+            rf = min((len(p["replica_nodes"]) for p in t["partitions"]), default=0)
+            if rf < want_rf:
+                log.warning("topic %s has replication factor %d, lower than the configured %d: a broker loss can "
+                            "lose or block its data (reassign its partitions to raise it)", t["name"], rf, want_rf,
+                            extra={"topic": t["name"], "replication_factor": rf, "configured": want_rf})
+        if not topics or want_isr <= 1:
+            return
+        try:
+            resources = [ConfigResource(ConfigResourceType.TOPIC, t["name"], {"min.insync.replicas": None})
+                         for t in topics]
+            for by_name in admin.describe_configs(resources, config_filter="all").values():
+                for name, entries in by_name.items():
+                    entry = entries.get("min.insync.replicas")
+                    value = int(entry["value"] if isinstance(entry, dict) else entry)
+                    if value < want_isr:
+                        log.warning("topic %s has min.insync.replicas %d, lower than the configured %d",
+                                    name, value, want_isr,
+                                    extra={"topic": name, "min_insync_replicas": value, "configured": want_isr})
+        except Exception as exc:  # noqa: BLE001 - a check only (DESCRIBE_CONFIGS may not be granted)
+            log.debug("min.insync.replicas of existing topics not checked: %r", exc)
+
+    def _denied(self, what: str, exc: BaseException | None = None) -> str:
+        """A message naming the user and mechanism, never the password."""
+        cfg = self.cfg
+        who = f"user {cfg.sasl_username!r} ({cfg.security_protocol} {cfg.sasl_mechanism})" if cfg.sasl_username \
+            else f"this client ({cfg.security_protocol})"
+        reason = f": {type(exc).__name__}" if exc is not None else ""
+        return f"Kafka at {cfg.bootstrap_servers} refused {who}: {what}{reason}; check the credentials and ACLs"
 
     def partition_for(self, key: bytes) -> int:
         # the same murmur2 choice as kafka-python's DefaultPartitioner
@@ -71,17 +176,23 @@ class KafkaBus:
     @property
     def producer(self) -> KafkaProducer:
         if self._producer is None:
-            self._producer = KafkaProducer(
-                acks="all",
-                retries=2**31 - 1,
-                enable_idempotence=True,
-                linger_ms=self.cfg.linger_ms,
-                batch_size=self.cfg.batch_size,
-                max_block_ms=10_000,
-                delivery_timeout_ms=120_000,
-                **self.client_options(),
-            )
+            try:
+                self._producer = self._new_producer()
+            except KafkaTimeoutError as exc:
+                raise (self._refused(exc) or exc) from None
         return self._producer
+
+    def _new_producer(self) -> KafkaProducer:
+        return KafkaProducer(
+            acks="all",
+            retries=2**31 - 1,
+            enable_idempotence=True,
+            linger_ms=self.cfg.linger_ms,
+            batch_size=self.cfg.batch_size,
+            max_block_ms=10_000,
+            delivery_timeout_ms=120_000,
+            **self.client_options(),
+        )
 
     def _failed(self, exc: BaseException) -> None:
         with self._lock:
@@ -124,7 +235,7 @@ class KafkaBus:
             ends = reader.end_offsets(tps)
             pending = {tp for tp in tps if ends[tp] > reader.position(tp)}
             while pending:
-                for recs in reader.poll(timeout_ms=500, max_records=5000).values():
+                for tp, recs in reader.poll(timeout_ms=500, max_records=5000).items():
                     yield from recs
                 for tp in list(pending):
                     if reader.position(tp) >= ends[tp]:
@@ -197,8 +308,7 @@ class KafkaGroupConsumer:
         return self._c.position(TopicPartition(*tp))
 
     def beginning_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
-        offsets = self._c.beginning_offsets([TopicPartition(*t) for t in tps])
-        return {(tp.topic, tp.partition): o for tp, o in offsets.items()}
+        return {(tp.topic, tp.partition): o for tp, o in self._c.beginning_offsets([TopicPartition(*t) for t in tps]).items()}
 
     def end_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
         return {(tp.topic, tp.partition): o for tp, o in self._c.end_offsets([TopicPartition(*t) for t in tps]).items()}

@@ -36,8 +36,8 @@ class MemoryBus:
         self._cond = threading.Condition()
         self._waiting = 0  # consumers blocked in poll (notify only then: it is costly)
 
-    def ensure_topics(self) -> None:
-        for topic in ALL_TOPICS:
+    def ensure_topics(self, topics: Iterable[str] = ALL_TOPICS) -> None:
+        for topic in topics:
             self._topic(topic)
 
     def _topic(self, topic: str) -> None:

@@ -94,6 +94,7 @@ async def _ingest(args: argparse.Namespace) -> int:
     svc = Service(cfg)
     stop = stop_event()
     proc = await IngestProcess(svc).start()
+    svc.readiness = proc.ready
     topics = asyncio.create_task(ensure_topics(wiring.ingest_bus(svc), stop))
     site = None
     if type_ == "push" or not args.no_http:

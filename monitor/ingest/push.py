@@ -8,7 +8,12 @@ The body is NDJSON (one event per line) or a JSON array of events.
 - 400 with the reasons when the body cannot be parsed at all (not a JSON
   array, no NDJSON line parses, empty); it is dead-lettered too, truncated;
 - 413 when the body exceeds the app's ``client_max_size`` (``[http] max_body_bytes``);
-- 401 without the right bearer token (the app's auth middleware, ``[http] token``).
+- 401 without the right bearer token (the app's auth middleware, ``[http] token``);
+- 503 with ``Retry-After`` while the bus is not acknowledging writes (brokers
+  down, fewer in-sync replicas than ``min.insync.replicas``): the body is not
+  taken, so the client keeps it and sends it again, instead of this process
+  holding events it cannot make durable. (A full buffer while the bus is up
+  makes the request wait: back-pressure.)
 
 ``?wait=true`` answers only once the bus has acknowledged every record of
 the body (``"durable": true`` in the answer), for clients that must not
@@ -24,6 +29,7 @@ bus.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -103,9 +109,28 @@ def parse_body(body: bytes) -> tuple[list[tuple[int, Any, bytes | None]], list[d
     return values, errors, bool(values)
 
 
+RETRY_AFTER_S = 2
+
+
+def _unavailable(sink: Sink | None) -> str | None:
+    """Why a body cannot be taken now (None: it can)."""
+    if sink is None:
+        return None
+    if not sink.healthy:
+        return f"the bus is not acknowledging writes ({sink.last_error or 'unavailable'}); retry later"
+    return None
+
+
 async def ingest(request: web.Request) -> web.Response:
     publisher = request.app[PUBLISHER]
     opts: PushOptions = request.app[OPTIONS]
+    busy = _unavailable(publisher.sink)
+    if busy is not None:
+        with contextlib.suppress(web.HTTPRequestEntityTooLarge):
+            await request.read()  # drain the body so the connection can be reused for the retry
+        resp = json_error(503, busy)
+        resp.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return resp
     limit = request.app._client_max_size  # noqa: SLF001 - the same limit aiohttp enforces on read()
     if request.content_length is not None and request.content_length > limit:
         return json_error(413, f"body of {request.content_length} bytes exceeds {limit}")

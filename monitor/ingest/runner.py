@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from monitor.bus import INGEST_TOPICS, AccessDenied
 from monitor.config import Config
 from monitor.ingest import push, wiring
 from monitor.ingest.http_poll import HttpPollOptions, HttpPollSource
@@ -94,8 +95,12 @@ async def ensure_topics(bus: Any, stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     while not stop.is_set():
         try:
-            await loop.run_in_executor(None, bus.ensure_topics)
+            # only what an ingestor writes: under ACLs it may not even see the state topic
+            await loop.run_in_executor(None, bus.ensure_topics, INGEST_TOPICS)
             return
+        except AccessDenied as exc:  # an operator may fix the ACLs: said loudly, retried slowly
+            delay = backoff.next()
+            log.error("%s; retrying in %.1fs", exc, delay)
         except Exception as exc:  # noqa: BLE001 - retried
             delay = backoff.next()
             log.warning("cannot create topics yet (%s); retrying in %.1fs", str(exc)[:200], delay)
@@ -146,6 +151,10 @@ class IngestProcess:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, stopper, return_exceptions=True)
+
+    def ready(self) -> bool:
+        """Ready while the bus acknowledges what the sources hand it (``/readyz`` of ``fundflow ingest``)."""
+        return self.sink is not None and self.sink.healthy and not self.sink.closed
 
     async def close(self, timeout: float = 60.0) -> bool:
         """Deliver what is buffered and close the producer; False when records were left."""

@@ -198,6 +198,7 @@ class Sink:
                 log.info("bus reachable again: delivered a batch of %d after %d failed attempt(s)",
                          len(batch), self.backoff.failures)
             self.healthy = True
+            self.stats.bus_available = True
             self.backoff.reset()
             self._delivered(batch)
 
@@ -216,9 +217,15 @@ class Sink:
 
     def _failed(self, what: str) -> None:
         self.failures += 1
-        if self.healthy or self.failures % 20 == 0:
-            log.warning("bus not acknowledging (%s); %d record(s) buffered, retrying", what, self._pending)
+        if "AccessDenied" in what or "AuthorizationFailed" in what or "SaslAuthentication" in what:
+            if self.healthy or self.failures % 20 == 0:  # retrying cannot help until the ACLs change
+                log.error("Kafka refused this client (%s); %d record(s) buffered, retrying",
+                          what, self._pending, extra={"reason": "access_denied"})
+        elif self.healthy or self.failures % 20 == 0:
+            log.warning("bus not acknowledging (%s); %d record(s) buffered, retrying", what, self._pending,
+                        extra={"reason": "unavailable", "buffered": self._pending})
         self.healthy = False
+        self.stats.bus_available = False
         self.last_error = what
 
     def _delivered(self, batch: list[OutRecord]) -> None:

@@ -23,12 +23,15 @@ from tests.integration.fundflow_procs import business_lines
 EVENT_TOPICS = tuple(TOPICS.values())
 
 
-def read_all(bootstrap: str, topics: Iterable[str], timeout: float = 60) -> list[Any]:
-    """Every record of ``topics`` (all partitions, from the beginning, up to the end offsets now)."""
+def read_all(bootstrap: str, topics: Iterable[str], timeout: float = 60, **client: Any) -> list[Any]:
+    """Every record of ``topics`` (all partitions, from the beginning, up to the end offsets now).
+
+    ``client``: more kafka-python options (SASL/TLS for a secured cluster).
+    """
     from kafka import KafkaConsumer, TopicPartition
 
     c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                      fetch_max_bytes=52_428_800, max_partition_fetch_bytes=8_388_608)
+                      fetch_max_bytes=52_428_800, max_partition_fetch_bytes=8_388_608, **client)
     try:
         tps = [TopicPartition(t, p) for t in topics for p in sorted(c.partitions_for_topic(t) or ())]
         if not tps:
@@ -64,9 +67,9 @@ def identity(v: dict[str, Any]) -> str:
     return f"{kind}|{v['symbol']}|{v.get('date')}"  # one units / daily record per symbol and date
 
 
-def dead_letters(bootstrap: str) -> list[dict[str, Any]]:
+def dead_letters(bootstrap: str, **client: Any) -> list[dict[str, Any]]:
     out = []
-    for r in read_all(bootstrap, [DEADLETTER_TOPIC]):
+    for r in read_all(bootstrap, [DEADLETTER_TOPIC], **client):
         doc = orjson.loads(r.value)
         doc["raw"] = base64.b64decode(doc["original"])
         out.append(doc)

@@ -61,6 +61,7 @@ class Feeds:
         self.push = push
         self.sent_good = 0
         self.sent_bad = 0
+        self.retried = 0  # bodies answered 503 and sent again
 
     def send(self, events: list[dict[str, Any]], phase: int) -> None:
         etf = [e for e in events if e["kind"] in ("trade", "units")]
@@ -82,7 +83,14 @@ class Feeds:
         self.sent_bad += 2 * BAD_PER_PHASE
 
     def _post(self, body: bytes) -> None:
-        status, resp = http("POST", self.push.url + "/ingest", body, timeout=60)
+        """Like a careful client: a 503 (the bus cannot make the body durable now) is sent again later."""
+        deadline = time.monotonic() + 180
+        while True:
+            status, resp = http("POST", self.push.url + "/ingest", body, timeout=60)
+            if status != 503 or time.monotonic() > deadline:
+                break
+            self.retried += 1
+            time.sleep(1)
         assert status in (202, 400), (status, resp[:300])
 
     def close(self) -> None:
@@ -104,19 +112,20 @@ def start_pipeline(kb: Any, mq: Any, tmp_path: Any, group: str) -> tuple[Consume
 
 
 def account(kb: Any, consumer: ConsumerProc, ingestors: list[IngestProc], events: list[dict[str, Any]],
-            feeds: Feeds, tmp_path: Any) -> dict[str, int]:
+            feeds: Feeds, tmp_path: Any, client: dict[str, Any] | None = None) -> dict[str, int]:
     """in = applied + rejected + duplicates, from the sources to the consumer; returns the numbers.
 
     The live consumer may have replayed part of the day after the broker restart (a rebalance re-reads the
     open session from its checkpoint), and its applied counter counts a replayed event again; so the
     exact identity is taken by an audit consumer (a new group) reading the topics once, and the live one
-    is held to "everything applied, state equal to the clean run".
+    is held to "everything applied, state equal to the clean run". ``client``: kafka-python options for
+    the audit's reads (SASL/TLS on a secured cluster).
     """
     distinct = {identity(e) for e in events}
     wait_until(lambda: all(sample_sum(p.metrics(), "fundflow_ingest_buffered_events") == 0 for p in ingestors), 120,
                "ingest buffers empty")
     live = wait_drained(consumer, len(distinct), 180)["events"]
-    on_topics = event_ids(read_all(kb.bootstrap, EVENT_TOPICS))
+    on_topics = event_ids(read_all(kb.bootstrap, EVENT_TOPICS, **(client or {})))
     records = sum(on_topics.values())
     edge_rejected = int(sum(sample_sum(p.metrics(), "fundflow_events_rejected_total") for p in ingestors))
     edge_ingested = int(sum(sample_sum(p.metrics(), "fundflow_events_ingested_total") for p in ingestors))
@@ -126,11 +135,11 @@ def account(kb: Any, consumer: ConsumerProc, ingestors: list[IngestProc], events
     # the sources: everything sent was ingested or rejected at the edge (a redelivery may add to both)
     assert edge_rejected >= feeds.sent_bad and edge_ingested >= feeds.sent_good
     assert records >= len(distinct)
-    letters = [x for x in dead_letters(kb.bootstrap) if x["source"] in ("mqtt", "push")]
+    letters = [x for x in dead_letters(kb.bootstrap, **(client or {})) if x["source"] in ("mqtt", "push")]
     assert len({(x["source"], x["raw"]) for x in letters}) == feeds.sent_bad and len(letters) == edge_rejected
     # the consumer side, exactly: the records on the topics, read once in partition order through the same
     # validation and engine, give records = applied + rejected + duplicates with applied = distinct events
-    audit = audit_stream(read_all(kb.bootstrap, EVENT_TOPICS))
+    audit = audit_stream(read_all(kb.bootstrap, EVENT_TOPICS, **(client or {})))
     assert audit["applied"] == len(distinct), (audit, len(distinct))
     assert records == audit["applied"] + audit["rejected"] + audit["duplicates"], (records, audit)
     # the live consumer: exactly the same, also when a rebalance made it replay part of the day
