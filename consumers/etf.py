@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-from typing import Any
+from typing import Any, Iterator
 
 from consumers.bars import DayBar
 from consumers.dedupe import SealedKeys
@@ -87,6 +87,10 @@ class EtfDay:
         if prev is None:
             return None
         return "B" if price > prev else "S"
+
+    def curve_items(self) -> Iterator[tuple[int, int]]:
+        """(second of day, turnover in that second), ascending: the intraday curve, whatever holds it."""
+        return iter(sorted(self.curve.items()))
 
     def turnover_until(self, sec_of_day: int) -> int:
         """Turnover of trades at or before ``sec_of_day`` (whole seconds)."""

@@ -76,7 +76,9 @@ def _stop_event() -> asyncio.Event:
 
 # -- demo -------------------------------------------------------------------------------
 async def _demo(args: argparse.Namespace) -> int:
+    from consumers import views
     from monitor.bus.memory import MemoryBus
+    from monitor.events import from_micro
     from monitor.server import site_url, start_site
     from monitor.service import Service
     from monitor.simulator import DEMO_HISTORY_DAYS, DEMO_HOLDINGS, Scenario, generate, paced
@@ -108,14 +110,14 @@ async def _demo(args: argparse.Namespace) -> int:
         while True:
             await asyncio.sleep(args.summary_every)
             eng = svc.engine
-            etf = eng.etf_doc("513770.SH") or {}
-            sb = eng.sb_doc("09988.HK") or {}
-            turnover = etf.get("turnover_cny")
+            etf = views.etf(eng, "513770.SH")
+            sb = views.southbound(eng, "09988.HK")
+            turnover = etf.turnover if etf is not None else None
             from monitor.calendars import iso
 
             print(f"  as_of {iso(eng.as_of_ms) if eng.as_of_ms else '-'}  applied {sum(eng.applied.values()):,}"
-                  f"  513770.SH turnover {turnover or 0:,.0f} CNY"
-                  f"  09988.HK streak {sb.get('streak_days', 0)} days", flush=True)
+                  f"  513770.SH turnover {from_micro(turnover or 0):,.0f} CNY"
+                  f"  09988.HK streak {sb.streak_days if sb is not None else 0} days", flush=True)
 
     tasks = [asyncio.create_task(svc.runner.run(stop)), asyncio.create_task(simulate()),
              asyncio.create_task(summary())]
@@ -143,6 +145,7 @@ def _seed_day_open(svc: Any, scenario: Any) -> int:
 
 # -- replay -----------------------------------------------------------------------------
 async def _replay(args: argparse.Namespace) -> int:
+    from monitor import documents
     from monitor.bus.memory import MemoryBus
     from monitor.ingest.files import count_records, read_tape
     from monitor.service import Service
@@ -172,7 +175,7 @@ async def _replay(args: argparse.Namespace) -> int:
         rejected: dict[str, int] = {}
         for (_, reason), n in svc.stats.rejected.items():
             rejected[reason] = rejected.get(reason, 0) + n
-        report = svc.engine.report(args.top, rejected)
+        report = documents.report(svc.engine, args.top, rejected)
         sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     else:
         sys.stdout.buffer.write(svc.metrics.render())

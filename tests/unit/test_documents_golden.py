@@ -32,6 +32,7 @@ from consumers.basket import from_mapping
 from monitor.bus.memory import MemoryBus
 from monitor.calendars import default_calendars, to_ms
 from monitor.config import Config
+from monitor.documents import report as report_document
 from monitor.events import Rejected
 from monitor.metrics import business_gauges
 from monitor.service import Service
@@ -134,7 +135,7 @@ def documents(name: str, svc: Service) -> dict[str, str]:
     rejected: Counter[str] = Counter()
     for (_, reason), n in svc.stats.rejected.items():
         rejected[reason] += n
-    out = {f"{name} report": orjson.dumps(svc.engine.report(10, dict(rejected)),
+    out = {f"{name} report": orjson.dumps(report_document(svc.engine, 10, dict(rejected)),
                                           option=orjson.OPT_INDENT_2).decode()}
     for openmetrics in (False, True):
         out[f"{name} metrics openmetrics={openmetrics}"] = "".join(

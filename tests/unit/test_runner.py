@@ -11,6 +11,7 @@ from monitor.bus.memory import MemoryBus
 from monitor.calendars import default_calendars
 from monitor.events import TOPICS, Validator
 from monitor.simulator import Scenario, generate
+from tests.harness.docs import symbol_doc
 
 
 def _records() -> list[Record]:
@@ -40,13 +41,13 @@ def test_partition_taken_back_after_a_rebalance_is_rebuilt_not_recounted() -> No
     runner = _runner()
     runner.apply_records(records)
     engine, stats = runner.engine, runner.stats
-    first = {s: engine.symbol_doc(s) for s in engine.symbols()}
+    first = {s: symbol_doc(engine, s) for s in engine.symbols()}
     counted = (sum(engine.applied.values()), sum(engine.duplicates.values()), sum(stats.rejected.values()))
     assert counted == (3000, 1, 1)  # in = applied + duplicates + rejected
 
     engine.drop_symbols(engine.symbols())  # the partition was revoked, then assigned back: replay it
     runner.apply_records(records)
 
-    assert {s: engine.symbol_doc(s) for s in engine.symbols()} == first
+    assert {s: symbol_doc(engine, s) for s in engine.symbols()} == first
     assert (sum(engine.applied.values()), sum(engine.duplicates.values()), sum(stats.rejected.values())) == counted
     assert stats.replayed == 3001  # every event applied again (the re-sent trade is a duplicate again), none counted
