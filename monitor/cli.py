@@ -119,7 +119,7 @@ async def _demo(args: argparse.Namespace) -> int:
                   f"  513770.SH turnover {from_micro(turnover or 0):,.0f} CNY"
                   f"  09988.HK streak {sb.streak_days if sb is not None else 0} days", flush=True)
 
-    tasks = [asyncio.create_task(svc.runner.run(stop)), asyncio.create_task(simulate()),
+    tasks = [asyncio.create_task(svc.runner.run(stop, on_batch=svc.on_batch)), asyncio.create_task(simulate()),
              asyncio.create_task(summary())]
     try:
         if args.duration:
@@ -211,7 +211,7 @@ async def _consume(args: argparse.Namespace) -> int:
     log.info("serving %s/metrics", site_url(site))
     stop = _stop_event()
     try:
-        await svc.runner.run(stop)
+        await svc.runner.run(stop, on_batch=svc.on_batch)
     finally:
         await site.cleanup()
         await asyncio.get_running_loop().run_in_executor(None, svc.bus.close)

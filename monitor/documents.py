@@ -14,8 +14,18 @@ from typing import Any, Mapping
 
 from consumers import views
 from consumers.engine import Engine
-from consumers.views import (BasketView, EtfDayRow, EtfView, IntradayCurve, IntradayView, SignalsView,
-                             SouthboundDayRow, SouthboundView, SymbolView)
+from consumers.views import (
+    BasketView,
+    EtfDayRow,
+    EtfView,
+    IntradayCurve,
+    IntradayView,
+    SignalsView,
+    SouthboundDayRow,
+    SouthboundView,
+    SymbolView,
+)
+from monitor.alerting import AlertState
 from monitor.calendars import iso
 from monitor.events import from_micro
 
@@ -194,6 +204,12 @@ def flows_answer(engine: Engine, market: str, window: str, top: int) -> Doc:
                 ranked.append((-from_micro(net), s))
         rows = [{"symbol": s, "net_inflow_cny": -nv} for nv, s in sorted(ranked)[:top]]
     return {"as_of": as_of(engine), "market": market, "window": window, "flows": rows}
+
+
+def alerts(states: list[AlertState]) -> list[Doc]:
+    """The alerts pending or firing in the service, as /api/v1/status lists them."""
+    return [{"alert": a.alert, "symbol": a.symbol, "value": a.value, "state": a.state,
+             "active_since": iso(a.active_since_ms)} for a in states]
 
 
 def report(engine: Engine, top: int = 10, rejected: Mapping[str, int] | None = None) -> Doc:

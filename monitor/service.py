@@ -9,7 +9,8 @@ from aiohttp import web
 from consumers.engine import Engine
 from consumers.runner import ConsumerRunner
 from monitor.bus import Bus, make_bus
-from monitor.alerting import firing
+from monitor import documents
+from monitor.alerting import AlertEvaluator
 from monitor.calendars import MARKETS, Calendars, default_calendars, iso, parse_closures
 from monitor.config import Config, load_holdings
 from monitor.events import Validator
@@ -36,15 +37,20 @@ class Service:
                                      session_margin_ms=c.session_margin_minutes * 60_000)
         self.market_clock_ms: Callable[[], int] = (lambda: self.engine.now_ms() or 0) if simulated_market else wall_ms
         self.metrics = Exposition(self.engine, self.stats, self.market_clock_ms)
+        self.alerts = AlertEvaluator(config.alerts)
 
     def publisher(self, source: str) -> Publisher:
         return Publisher(self.bus, self.validator, self.stats, source)
+
+    def on_batch(self) -> None:
+        """After each poll of the consumer: keeps the alerts' pending-since times current."""
+        self.alerts.states(self.engine, self.market_clock_ms())
 
     def ready(self) -> bool:
         return self.runner.connected and self.runner.ready
 
     def status(self) -> dict[str, Any]:
-        """Counters and firing alerts for the board header (rates are taken by the client)."""
+        """Counters and the alerts pending or firing, for the board header (rates are taken by the client)."""
         engine, stats = self.engine, self.stats
         now_ms = self.market_clock_ms()
         as_of = engine.now_ms()
@@ -56,7 +62,7 @@ class Service:
                        "rejected": sum(stats.rejected.values()), "duplicates": sum(engine.duplicates.values()),
                        "late": sum(engine.late.values()), "replayed": stats.replayed},
             "consumer_lag_messages": sum(stats.consumer_lag.values()),
-            "alerts": firing(engine, self.config.alerts),
+            "alerts": documents.alerts(self.alerts.states(engine, now_ms)),
         }
 
     def app(self) -> web.Application:
