@@ -65,16 +65,17 @@ class GaugeText:
         if micros is not None:
             self.add(f'symbol="{sym}"', micros / MICRO)
 
-    def add_each(self, sym: str, label: str, values: Mapping[str, float | None]) -> None:
-        """One sample per key of ``values`` (None: no sample), labelled ``label`` = key and ``symbol``."""
+    def add_each(self, sym: str, label: str, values: Mapping[str, float | None], scale: int = 1) -> None:
+        """One sample per key of ``values`` / ``scale`` (None: no sample), labelled ``label`` = key and ``symbol``."""
         for key, value in values.items():
             if value is not None:
                 pair = f'{label}="{key}"'
-                self.add(f'{pair},symbol="{sym}"' if label < "symbol" else f'symbol="{sym}",{pair}', value)
+                self.add(f'{pair},symbol="{sym}"' if label < "symbol" else f'symbol="{sym}",{pair}',
+                         value / scale if scale != 1 else value)
 
     def add_money_each(self, sym: str, label: str, micros: Mapping[str, int | None]) -> None:
         """``add_each`` of integer micros, as the currency unit."""
-        self.add_each(sym, label, {k: None if v is None else v / MICRO for k, v in micros.items()})
+        self.add_each(sym, label, micros, MICRO)
 
     def text(self, openmetrics: bool) -> str:
         help_ = self.help.replace("\\", r"\\").replace("\n", r"\n")
