@@ -413,13 +413,22 @@ def basket(engine: Engine, symbol: str) -> BasketView | None:
 
 
 # -- southbound ---------------------------------------------------------------------------------
-def southbound(engine: Engine, symbol: str) -> SouthboundView | None:
+def _southbound_at(engine: Engine, symbol: str) -> tuple[SouthboundState, TradingCalendar, int | None,
+                                                          dt.date | None] | None:
+    """A stock's southbound state, the southbound calendar, the stream clock and the current southbound day."""
     st = engine.sb.get(symbol)
     if st is None:
         return None
     cal = engine.cal["SB"]
     now = engine.now_ms()
-    cur = engine.current_day(cal, now)
+    return st, cal, now, engine.current_day(cal, now)
+
+
+def southbound(engine: Engine, symbol: str) -> SouthboundView | None:
+    at = _southbound_at(engine, symbol)
+    if at is None:
+        return None
+    st, cal, now, cur = at
     if cur is None:
         return SouthboundView(symbol, {n: None for n, _ in MULTI_DAY}, 0, 0, None)
     nets: dict[str, int | None] = {name: _sb_sum(st, cal, cur, n) for name, n in MULTI_DAY}
@@ -458,12 +467,10 @@ def symbol(engine: Engine, name: str) -> SymbolView | None:
 
 def southbound_history(engine: Engine, symbol: str, days: int = 60) -> list[SouthboundDayRow] | None:
     """Daily southbound net buys, oldest first, each marked closed or provisional."""
-    st = engine.sb.get(symbol)
-    if st is None:
+    at = _southbound_at(engine, symbol)
+    if at is None:
         return None
-    cal = engine.cal["SB"]
-    now = engine.now_ms()
-    cur = engine.current_day(cal, now)
+    st, cal, now, cur = at
     if cur is None:
         return []
     out = []
