@@ -73,13 +73,14 @@ def southbound(v: SouthboundView) -> Doc:
 
 
 def signals(v: SignalsView) -> Doc:
-    m = v.macd
+    """Money fields carry the symbol's currency: ``_hkd`` for HK-listed symbols, ``_cny`` otherwise."""
+    m, cur = v.macd, v.currency.lower()
     return {
-        "high_cny": money(v.high),
+        f"high_{cur}": money(v.high),
         "new_high": dict(v.new_high),
-        "turnover_avg_cny": {k: exact_money(a) for k, a in v.turnover_avg.items()},
-        "aum_cny": money(v.aum),
-        "aum_record_cny": money(v.aum_record),
+        f"turnover_avg_{cur}": {k: exact_money(a) for k, a in v.turnover_avg.items()},
+        f"aum_{cur}": money(v.aum),
+        f"aum_record_{cur}": money(v.aum_record),
         "aum_at_record": v.aum_at_record,
         "macd": {
             "dif": None if m.dif is None else float(m.dif),

@@ -143,6 +143,8 @@ def _signal_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
     at_record = GaugeText("etf_aum_at_record", "1 when the latest AUM is the highest on record.")
     avg = GaugeText("etf_turnover_avg_cny", "Average turnover per closed trading day over the last 20 days or the "
                     "calendar year to date (today excluded), CNY.")
+    avg_hkd = GaugeText("etf_turnover_avg_hkd", "Average turnover per closed trading day of an HK-listed ETF over the "
+                        "last 20 days or the calendar year to date (today excluded), HKD.")
     dif = GaugeText("macd_dif", "MACD(12,26,9) DIF = EMA12 - EMA26 of daily closes (today's last price as today's "
                     "close).")
     dea = GaugeText("macd_dea", "MACD(12,26,9) DEA = EMA9 of DIF.")
@@ -152,7 +154,7 @@ def _signal_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
     b_net = GaugeText("etf_basket_southbound_net_buy_hkd", "Sum over an ETF's holdings of weight x southbound net "
                       "buy over the last 1/5/20 southbound trading days, HKD.")
     b_top = GaugeText("etf_basket_top_weight_ratio", "Combined weight of the top n holdings (ratio).")
-    families += [high, record, at_record, avg, dif, dea, hist, cross, b_net, b_top]
+    families += [high, record, at_record, avg, avg_hkd, dif, dea, hist, cross, b_net, b_top]
     etfs = set(engine.etf)
     for symbol in sorted(etfs | set(engine.bars)):
         yield
@@ -162,7 +164,8 @@ def _signal_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
         sym = escape_label(symbol)
         if symbol in etfs:
             high.add_each(sym, "window", v.new_high)
-            avg.add_each(sym, "window", {k: exact_money(a) for k, a in v.turnover_avg.items()})
+            (avg_hkd if v.currency == "HKD" else avg).add_each(
+                sym, "window", {k: exact_money(a) for k, a in v.turnover_avg.items()})
             record.add_money(sym, v.aum_record)
             at_record.add_symbol(sym, v.aum_at_record)
         m = v.macd  # all four are absent until 35 closes

@@ -212,6 +212,24 @@ def test_signals_are_metrics() -> None:
         assert line in text, line
 
 
+def test_hk_signals_are_named_in_hkd() -> None:
+    """An HK stock's bars are in HKD: its money signals say so (turnover_avg_hkd), and so does the gauge
+    of an HK-listed ETF (fundflow_etf_turnover_avg_hkd); mainland symbols keep _cny."""
+    hk_days = list(CAL["HK"].last_n(dt.date(2025, 9, 12), 21))
+    hk_etf_trade = trade(hk_days[-1], "09:31", 25.0, 1) | {"symbol": "02800.HK"}
+    eng = run([bar(d, 100.0, sym="09988.HK", amount=2e9) for d in hk_days[:-1]]
+              + [bar(d, 25.0, sym="02800.HK", amount=4e8) for d in hk_days[:-1]] + [hk_etf_trade]
+              + [bar(d, 1.0) for d in sh_days("2025-09-11", 20)] + [trade(dt.date(2025, 9, 12), "09:31", 1.0, 2)])
+    stock = signals_doc(eng, "09988.HK")
+    assert stock["turnover_avg_hkd"] == {"20d": 2e9, "ytd": 2e9}
+    assert {"high_hkd", "aum_hkd", "aum_record_hkd"} <= set(stock) and not [k for k in stock if k.endswith("_cny")]
+    assert signals_doc(eng, ETF)["turnover_avg_cny"]["20d"] == 1e6
+    text = Exposition(eng, PipelineStats()).render().decode()
+    assert 'fundflow_etf_turnover_avg_hkd{symbol="02800.HK",window="20d"} 4e+08' in text
+    assert 'fundflow_etf_turnover_avg_cny{symbol="513770.SH",window="20d"} 1e+06' in text
+    assert 'fundflow_etf_turnover_avg_cny{symbol="02800.HK"' not in text
+
+
 # -- restart: the state topic's closed-day aggregates carry the daily bars ----------------------------------------
 def test_signals_survive_export_and_import() -> None:
     days = sh_days("2025-09-12", 40)
