@@ -1,8 +1,8 @@
-"""The computation engine: applies validated events to state and answers queries.
+"""The computation engine: applies validated events to state.
 
 Pure: no Kafka, aiohttp or aiomqtt. One engine serves the embedded bus, Kafka
-consumers and ``fundflow replay``; everything exported (metrics, JSON API,
-replay report) is read from here.
+consumers and ``fundflow replay``; what is exported (metrics, JSON API, replay
+report) is read through the typed views of consumers.views.
 """
 
 from __future__ import annotations
@@ -10,67 +10,31 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections import Counter
-from typing import Any, Callable, Hashable, Iterable
-
-from fractions import Fraction
+from collections.abc import Callable, Hashable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from consumers import basket as basket_mod
-from consumers import highs, macd
-from consumers.bars import DayBar, DayView, ohlc
-from consumers.etf import INTRADAY_WINDOWS, EtfDay, EtfState, trade_key
+from consumers.bars import DayBar, DayView
+from consumers.etf import EtfState, trade_key
 from consumers.gaps import FeedGaps
-from consumers.southbound import SouthboundDay, SouthboundState, streak
-from monitor.calendars import DAY_MS, Calendars, TradingCalendar, iso, local_date, local_seconds_of_day
-from monitor.events import Bar, Event, Rejected, SouthboundDaily, SouthboundTick, Trade, Units, from_micro, mul_micro
+from consumers.southbound import SouthboundDay, SouthboundState
+from monitor.calendars import DAY_MS, Calendars, TradingCalendar, iso, local_date
+from monitor.events import Bar, Event, Rejected, SouthboundDaily, SouthboundTick, Trade, Units, mul_micro
+
+if TYPE_CHECKING:  # the query side reads the engine; the engine only holds its cache
+    from consumers.views import ClosedHistory as _Closed
 
 ETF_RETAIN_DAYS = 30  # trading days of ETF aggregates kept (20d window + volume-ratio look-back)
 SB_RETAIN_DAYS = 260  # southbound days are tiny; kept long so long streaks stay visible
 HISTORY_RETAIN_DAYS = 1500  # trading days of daily bars / traded-day summaries held ("all" history, MACD)
 # (EMA weights of closes older than that are below 1e-45: dropping them does not move a float)
-MULTI_DAY = (("1d", 1), ("5d", 5), ("20d", 20))
 
 DayKey = tuple[str, dt.date]
 _UTC8_MS = 8 * 3_600_000  # exchange time offset, as in monitor.calendars.local_date
 
 
-def _money(units: int | None) -> float | None:
-    return None if units is None else from_micro(units)
-
-
-def _fmoney(units: Fraction | None) -> float | None:
-    """Exact micros (a Fraction) to a float of the currency unit."""
-    return None if units is None else float(units / 1_000_000)
-
-
-def _ratio(num: int, den: int) -> float | None:
-    return num / den if den else None
-
-
 def _mainland(symbol: str) -> bool:
     return symbol.endswith((".SH", ".SZ"))
-
-
-class _Closed:
-    """The closed part of a symbol's daily history as of one current day (cached per history version).
-
-    Everything here depends only on the closed days, so a scrape of 2,000 symbols reads it
-    instead of walking up to 250 days per symbol; only today's high and last price are live.
-    """
-
-    __slots__ = ("series", "first_day", "prev_max_high", "window_highs", "turnover_avg", "macd_last", "macd_today",
-                 "aums", "aum_latest", "aum_record")
-
-    def __init__(self) -> None:
-        self.series: dict[dt.date, DayView] = {}
-        self.first_day: dt.date | None = None
-        self.prev_max_high: int | None = None
-        self.window_highs: dict[str, int | None] = {}  # per new-high window: the previous days' highest high
-        self.turnover_avg: dict[str, Fraction | None] = {}  # 20d and ytd, today excluded
-        self.macd_last: macd.MacdPoint | None = None
-        self.macd_today: tuple[int, macd.MacdPoint, int] | None = None  # (today's last, point, cross) memo
-        self.aums: dict[dt.date, int] = {}
-        self.aum_latest: int | None = None
-        self.aum_record: int | None = None
 
 
 class Engine:
@@ -342,100 +306,6 @@ class Engine:
         session = cal.session(day)
         return session is not None and now is not None and now > session.close_ms
 
-    # -- queries: ETF -----------------------------------------------------------
-    def etf_doc(self, symbol: str) -> dict[str, Any] | None:
-        st = self.etf.get(symbol)
-        if st is None:
-            return None
-        cal = self.cal.for_symbol(symbol)
-        now = self.now_ms()
-        cur = self.current_day(cal, now)
-        net: dict[str, float | None] = {}
-        if now is not None:
-            for (name, _), value in zip(INTRADAY_WINDOWS, st.windows.values(now // 1000)):
-                net[name] = from_micro(value)
-        else:
-            net.update({name: None for name, _ in INTRADAY_WINDOWS})
-        doc: dict[str, Any] = {"net_inflow_cny": net}
-        if cur is None:
-            net.update({name: None for name, _ in MULTI_DAY})
-            doc.update(creation_net_inflow_cny={n: None for n, _ in MULTI_DAY}, turnover_cny=None,
-                       prev_turnover_cny=None, prev_turnover_same_time_cny=None,
-                       turnover_vs_prev_session_ratio={"full_day": None, "same_time": None},
-                       volume_ratio=None, last_price_cny=None, price_change_ratio=None, aum_cny=None)
-            return doc
-        days = st.days
-        for name, n in MULTI_DAY:
-            net[name] = from_micro(sum(days[d].net for d in cal.last_n(cur, n) if d in days))
-        today = self.view(symbol, cur)
-        prev = cal.previous(cur)
-        known_prev = prev is not None and st.first_day is not None and prev >= st.first_day
-        prev_day = self.view(symbol, prev) if known_prev and prev is not None else None
-        turnover = today.turnover if today else 0
-        prev_turnover = (prev_day.turnover if prev_day else 0) if known_prev else None
-        same_day = now is not None and local_date(now) == cur
-        if known_prev:
-            if prev_day is None:
-                prev_same = 0
-            elif same_day:
-                # a bar has no intraday curve: the previous session up to this time is unknown
-                prev_same = (prev_day.turnover_until(local_seconds_of_day(now))  # type: ignore[arg-type]
-                             if isinstance(prev_day, EtfDay) else None)
-            else:
-                prev_same = prev_day.turnover
-        else:
-            prev_same = None
-        doc["creation_net_inflow_cny"] = self._creation(st, cal)
-        doc["turnover_cny"] = from_micro(turnover)
-        doc["prev_turnover_cny"] = _money(prev_turnover)
-        doc["prev_turnover_same_time_cny"] = _money(prev_same)
-        doc["turnover_vs_prev_session_ratio"] = {
-            "full_day": _ratio(turnover, prev_turnover) if prev_turnover else None,
-            "same_time": _ratio(turnover, prev_same) if prev_same else None,
-        }
-        doc["volume_ratio"] = self._volume_ratio(st, cal, cur, today, now if same_day else None)
-        last = today.last if today else None
-        prev_last = prev_day.last if prev_day else None
-        doc["last_price_cny"] = _money(last)
-        doc["price_change_ratio"] = last / prev_last - 1 if last is not None and prev_last else None
-        doc["aum_cny"] = _money(self._closed(symbol, cur).aum_latest)
-        return doc
-
-    def _volume_ratio(self, st: EtfState, cal: TradingCalendar, cur: dt.date, today: DayView | None, now: int | None) -> float | None:
-        session = cal.session(cur)
-        if session is None:
-            return None
-        elapsed = session.elapsed_ms(now) if now is not None else session.trading_ms
-        before = cal.before_n(cur, 5)
-        if elapsed <= 0 or len(before) < 5 or st.first_day is None or before[0] < st.first_day:
-            return None
-        vol5 = 0
-        for d in before:
-            v = self.view(st.symbol, d)
-            vol5 += v.volume if v is not None else 0
-        ms5 = 0
-        for d in before:
-            s = cal.session(d)
-            ms5 += s.trading_ms if s else 0
-        if not vol5 or not ms5:
-            return None
-        vol = today.volume if today else 0
-        return (vol * ms5) / (elapsed * vol5)
-
-    def _creation(self, st: EtfState, cal: TradingCalendar) -> dict[str, float | None]:
-        if len(st.units) < 2:
-            return {name: None for name, _ in MULTI_DAY}
-        latest = max(st.units)
-        out: dict[str, float | None] = {}
-        for name, n in MULTI_DAY:
-            total = 0
-            for d in cal.last_n(latest, n):
-                inflow = st.creation_inflow(d)
-                if inflow is not None:
-                    total += inflow
-            out[name] = from_micro(total)
-        return out
-
     # -- daily history: trades, else a bar standing in --------------------------------------
     def view(self, symbol: str, d: dt.date) -> DayView | None:
         """The day as the signals see it: its trades where any were seen, else its bar."""
@@ -450,260 +320,11 @@ class Engine:
         bars = self.bars.get(symbol)
         return bars.get(d) if bars else None
 
-    def _history_dates(self, symbol: str) -> set[dt.date]:
-        dates: set[dt.date] = set(self.bars.get(symbol, ()))
-        st = self.etf.get(symbol)
-        if st is not None:
-            dates.update(d for d, day in st.days.items() if day.last is not None)
-            dates.update(st.summaries)
-        return dates
-
-    def _aums(self, symbol: str) -> dict[dt.date, int]:
-        """AUM per day (micro-CNY): the units record, else a bar's shares x NAV."""
-        out = {d: mul_micro(b.shares, b.nav) for d, b in self.bars.get(symbol, {}).items()
-               if b.shares is not None and b.nav is not None}
-        st = self.etf.get(symbol)
-        if st is not None:
-            for d, (shares, nav) in st.units.items():
-                out[d] = mul_micro(shares, nav)
-        return out
-
-    def _closed(self, symbol: str, cur: dt.date) -> _Closed:
-        key = (cur, self._hist_version[symbol])
-        hit = self._closed_cache.get(symbol)
-        if hit is not None and hit[0] == key:
-            return hit[1]
-        c = _Closed()
-        dates = sorted(self._history_dates(symbol))
-        c.first_day = dates[0] if dates else None
-        point = None
-        for d in dates:
-            if d >= cur:
-                break
-            v = self.view(symbol, d)
-            if v is None:
-                continue
-            c.series[d] = v
-            if v.high is not None and (c.prev_max_high is None or v.high > c.prev_max_high):
-                c.prev_max_high = v.high
-            if v.last is not None:
-                point = macd.step(point, macd.micro_to_decimal(v.last))
-        c.macd_last = point
-        cal = self.cal.for_symbol(symbol)
-        prev_days = cal.before_n(cur, max(n for _, n in highs.NEW_HIGH_WINDOWS))
-        c.window_highs = {name: highs.window_high(prev_days, n, c.series, c.first_day)
-                          for name, n in highs.NEW_HIGH_WINDOWS}
-        c.turnover_avg = {"20d": highs.average_turnover(prev_days[-highs.TURNOVER_AVG_WINDOW:], c.series),
-                          "ytd": highs.average_turnover(highs.ytd_days(list(c.series), cur), c.series)}
-        c.aums = self._aums(symbol)
-        c.aum_latest = c.aums[max(c.aums)] if c.aums else None
-        st = self.etf.get(symbol)
-        folded = st.aum_folded if st is not None else None
-        values = list(c.aums.values()) + ([folded] if folded is not None else [])
-        c.aum_record = max(values) if values else None
-        self._closed_cache[symbol] = (key, c)
-        return c
-
-    def signals_doc(self, symbol: str) -> dict[str, Any] | None:
-        """Market signals of one symbol: new highs, average turnover, AUM record, MACD (issue 11)."""
-        if symbol not in self.etf and symbol not in self.bars:
-            return None
-        cal = self.cal.for_symbol(symbol)
-        cur = self.current_day(cal)
-        nulls = {"high_cny": None, "new_high": {n: None for n, _ in highs.NEW_HIGH_WINDOWS} | {"all": None},
-                 "turnover_avg_cny": {"20d": None, "ytd": None}, "aum_cny": None, "aum_record_cny": None,
-                 "aum_at_record": None, "macd": {"dif": None, "dea": None, "histogram": None, "cross": None,
-                                                 "closes": 0}}
-        if cur is None:
-            return nulls
-        c = self._closed(symbol, cur)
-        today = self.view(symbol, cur)
-        today_high = today.high if today is not None else None
-        new_high = {name: highs.is_new_high(today_high, c.window_highs[name]) for name, _ in highs.NEW_HIGH_WINDOWS}
-        new_high["all"] = highs.new_high_all(today_high, c.prev_max_high)
-        aum = c.aum_latest
-        # MACD: closed closes, then today's last price as the provisional close
-        point = c.macd_last
-        crossed = 0  # no close today yet: nothing crossed today
-        if today is not None and today.last is not None:
-            memo = c.macd_today
-            if memo is None or memo[0] != today.last:
-                step = macd.step(point, macd.micro_to_decimal(today.last))
-                memo = c.macd_today = (today.last, step, macd.cross(point, step))
-            _, point, crossed = memo
-        defined = point is not None and point.defined
-        return {
-            "high_cny": _money(today_high),
-            "new_high": new_high,
-            "turnover_avg_cny": {k: _fmoney(v) for k, v in c.turnover_avg.items()},
-            "aum_cny": _money(aum),
-            "aum_record_cny": _money(c.aum_record),
-            "aum_at_record": None if aum is None or c.aum_record is None else int(aum >= c.aum_record),
-            "macd": {
-                "dif": float(point.dif) if defined else None,  # type: ignore[union-attr]
-                "dea": float(point.dea) if defined else None,  # type: ignore[union-attr]
-                "histogram": float(point.histogram) if defined else None,  # type: ignore[union-attr]
-                "cross": crossed if defined else None,
-                "closes": point.n if point is not None else 0,
-            },
-        }
-
-    def basket_doc(self, symbol: str) -> dict[str, Any] | None:
-        """Look-through of an ETF's holdings: weighted southbound net buys, top-N weight, per holding."""
-        holdings = self.holdings.get(symbol)
-        if not holdings:
-            return None
-        sb_cal = self.cal["SB"]
-        cur = self.current_day(sb_cal)
-        nets: dict[str, dict[str, int | None]] = {}
-        for sym, _ in holdings:
-            st = self.sb.get(sym)
-            nets[sym] = {name: (self._sb_sum(st, sb_cal, cur, n) if st is not None and cur is not None else None)
-                         for name, n in MULTI_DAY}
-        weighted = {}
-        for name, _ in MULTI_DAY:
-            v = basket_mod.weighted_net(holdings, lambda s, name=name: nets[s][name])
-            weighted[name] = float(v / 1_000_000) if v is not None else None
-        rows = []
-        for sym, w in holdings:
-            sbd = self.sb_doc(sym) if sym in self.sb else None
-            rows.append({"symbol": sym, "weight": float(w),
-                         "net_buy_hkd": {k: _money(v) for k, v in nets[sym].items()},
-                         "streak_days": sbd["streak_days"] if sbd else None,
-                         "streak_net_buy_hkd": sbd["streak_net_buy_hkd"] if sbd else None})
-        return {"southbound_net_buy_hkd": weighted,
-                "top_weight_ratio": {str(n): float(basket_mod.top_weight_ratio(holdings, n)) for n in basket_mod.TOP_N},
-                "holdings": rows}
-
-    # -- queries: southbound -------------------------------------------------------
-    def sb_doc(self, symbol: str) -> dict[str, Any] | None:
-        st = self.sb.get(symbol)
-        if st is None:
-            return None
-        cal = self.cal["SB"]
-        now = self.now_ms()
-        cur = self.current_day(cal, now)
-        if cur is None:
-            return {"net_buy_hkd": {n: None for n, _ in MULTI_DAY}, "streak_days": 0,
-                    "streak_net_buy_hkd": 0.0, "provisional_net_buy_hkd": None}
-        nets = {name: self._sb_sum(st, cal, cur, n) for name, n in MULTI_DAY}
-        cur_day = st.days.get(cur)
-        closed = self._sb_closed(cal, cur, cur_day, now)
-        latest_closed = cur if closed else cal.previous(cur)
-        if latest_closed is None:
-            days_back: list[dt.date] = []
-        else:
-            days_back = cal.back_from(latest_closed)
-        n_days, total = streak(days_back, st.net)
-        return {
-            "net_buy_hkd": {k: from_micro(v) for k, v in nets.items()},
-            "streak_days": n_days,
-            "streak_net_buy_hkd": from_micro(total),
-            "provisional_net_buy_hkd": None if closed else from_micro(cur_day.net if cur_day else 0),
-        }
-
     def _sb_closed(self, cal: TradingCalendar, day: dt.date, sb_day: SouthboundDay | None, now: int | None) -> bool:
         return (sb_day is not None and sb_day.daily is not None) or self.is_closed(cal, day, now)
 
-    @staticmethod
-    def _sb_sum(st: SouthboundState, cal: TradingCalendar, cur: dt.date, n: int) -> int:
-        days = st.days
-        return sum(days[d].net for d in cal.last_n(cur, n) if d in days)
-
-    def top_southbound(self, window: str = "20d", top: int = 10) -> list[tuple[str, float]]:
-        n = dict(MULTI_DAY)[window]
-        cal = self.cal["SB"]
-        cur = self.current_day(cal)
-        if cur is None:
-            return []
-        ranked = sorted(((-self._sb_sum(st, cal, cur, n), sym) for sym, st in self.sb.items()))
-        return [(sym, from_micro(-neg)) for neg, sym in ranked[:top]]
-
-    # -- history and intraday curves (the board) -----------------------------------------
-    def sb_history(self, symbol: str, days: int = 60) -> list[dict[str, Any]] | None:
-        """Daily southbound net buys, oldest first, each marked closed or provisional."""
-        st = self.sb.get(symbol)
-        if st is None:
-            return None
-        cal = self.cal["SB"]
-        now = self.now_ms()
-        cur = self.current_day(cal, now)
-        if cur is None:
-            return []
-        out = []
-        for d in cal.last_n(cur, days):
-            day = st.days.get(d)
-            if day is None:
-                continue
-            out.append({"date": d.isoformat(), "net_buy_hkd": from_micro(day.net),
-                        "source": "daily" if day.daily is not None else "ticks",
-                        "closed": self._sb_closed(cal, d, day, now)})
-        return out
-
-    def etf_history(self, symbol: str) -> list[dict[str, Any]] | None:
-        """Per-day turnover, volume, active net inflow and last price, oldest first."""
-        st = self.etf.get(symbol)
-        if st is None:
-            return None
-        return [{"date": d.isoformat(), "turnover_cny": from_micro(day.turnover), "volume": from_micro(day.volume),
-                 "net_inflow_cny": from_micro(day.net), "last_price_cny": _money(day.last)}
-                for d, day in sorted(st.days.items())]
-
-    def etf_intraday(self, symbol: str, step_s: int = 60) -> dict[str, Any] | None:
-        """Cumulative turnover over the day for today and the previous session, per ``step_s``."""
-        st = self.etf.get(symbol)
-        if st is None:
-            return None
-        cal = self.cal.for_symbol(symbol)
-        cur = self.current_day(cal)
-        prev = cal.previous(cur) if cur else None
-        out: dict[str, Any] = {"step_seconds": step_s}
-        for name, d in (("today", cur), ("previous", prev)):
-            day = st.days.get(d) if d else None
-            points: list[list[float]] = []
-            if day is not None and len(day.secs):
-                buckets: dict[int, int] = {}
-                for sec, amount in day.curve_items():
-                    b = sec - sec % step_s
-                    buckets[b] = buckets.get(b, 0) + amount
-                total = 0
-                for b in sorted(buckets):
-                    total += buckets[b]
-                    points.append([b + step_s, from_micro(total)])
-            out[name] = {"date": d.isoformat() if d else None, "cumulative_turnover_cny": points}
-        return out
-
-    # -- documents -------------------------------------------------------------------
     def symbols(self) -> list[str]:
         return sorted(set(self.etf) | set(self.sb) | set(self.bars))
-
-    def symbol_doc(self, symbol: str) -> dict[str, Any] | None:
-        doc: dict[str, Any] = {}
-        etf = self.etf_doc(symbol)
-        if etf is not None:
-            doc["etf"] = etf
-        sb = self.sb_doc(symbol)
-        if sb is not None:
-            doc["southbound"] = sb
-        signals = self.signals_doc(symbol)
-        if signals is not None:
-            doc["signals"] = signals
-        basket = self.basket_doc(symbol)
-        if basket is not None:
-            doc["basket"] = basket
-        return doc or None
-
-    def report(self, top: int = 10, rejected: dict[str, int] | None = None) -> dict[str, Any]:
-        """The replay report: the whole state as one JSON-able document (rejections counted by the caller)."""
-        now = self.now_ms()
-        return {
-            "as_of": iso(now) if now is not None else None,
-            "symbols": {s: self.symbol_doc(s) for s in self.symbols()},
-            "top_southbound_20d": [[s, v] for s, v in self.top_southbound("20d", top)],
-            "rejected": dict(sorted((rejected or {}).items())),
-            "duplicates": sum(self.duplicates.values()),
-            "late": sum(self.late.values()),
-        }
 
     # -- checkpoints and housekeeping ---------------------------------------------------
     def take_updates(self) -> list[DayKey]:

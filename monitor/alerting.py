@@ -1,38 +1,138 @@
-"""The service's own view of its alert thresholds (for the board and the status API).
+"""The service's own evaluation of the business alerts of the spec (monitor.ops.spec), for the
+board and /api/v1/status.
 
-Prometheus and Grafana evaluate the shipped rules for paging; this mirrors
-the business ones so a person looking at the service sees the same picture.
+Prometheus and Grafana evaluate the shipped rules for paging. Here the same entries decide
+(threshold and ``for:`` from the spec with the ``[alerts]`` config applied, the market
+gate), over the typed views instead of PromQL, so that a person looking at the service
+sees what the pager sees: a condition is "pending" from the first evaluation that finds it
+true and "firing" once it has held for its ``for:``; an evaluation that finds it false
+forgets it. Time is the market clock the service exports as ``fundflow_market_open``
+(the wall clock, or the stream clock in the demo and a replay).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import operator
+import time
+from dataclasses import dataclass
+from typing import Callable, Literal
 
+from consumers import views
 from consumers.engine import Engine
+from consumers.views import EtfView, SignalsView, SouthboundView
+from monitor.calendars import MARKETS
 from monitor.config import AlertsConfig
+from monitor.events import from_micro
+from monitor.ops.spec import ALERTS, Alert, MarketGate, parse_duration
+
+_OPS: dict[str, Callable[[float, float], bool]] = {">": operator.gt, ">=": operator.ge, "<": operator.lt,
+                                                   "<=": operator.le}
 
 
-def firing(engine: Engine, cfg: AlertsConfig) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for symbol in sorted(engine.sb):
-        doc = engine.sb_doc(symbol)
-        if doc is None:
-            continue
-        days = doc["streak_days"]
-        if days >= cfg.streak_days:
-            out.append({"alert": "FundflowSouthboundNetBuyStreak", "symbol": symbol, "value": days})
-        elif -days >= cfg.streak_days:
-            out.append({"alert": "FundflowSouthboundNetSellStreak", "symbol": symbol, "value": days})
-    for symbol in sorted(engine.etf):
-        doc = engine.etf_doc(symbol)
-        if doc is None:
-            continue
-        same_time = doc["turnover_vs_prev_session_ratio"]["same_time"]
-        if same_time is not None and same_time >= cfg.turnover_same_time_ratio:
-            out.append({"alert": "FundflowEtfTurnoverSurge", "symbol": symbol, "value": same_time})
-        if doc["volume_ratio"] is not None and doc["volume_ratio"] >= cfg.volume_ratio:
-            out.append({"alert": "FundflowEtfVolumeRatioHigh", "symbol": symbol, "value": doc["volume_ratio"]})
-        net_1d = doc["net_inflow_cny"].get("1d")
-        if net_1d is not None and abs(net_1d) >= cfg.large_net_inflow_1d_cny:
-            out.append({"alert": "FundflowEtfLargeNetInflow", "symbol": symbol, "value": net_1d})
-    return out
+def _southbound_measures(v: SouthboundView) -> dict[str, float | None]:
+    """The ``value`` of each southbound alert of the spec, for one stock."""
+    return {"FundflowSouthboundNetBuyStreak": v.streak_days, "FundflowSouthboundNetSellStreak": -v.streak_days}
+
+
+def _etf_measures(e: EtfView, s: SignalsView | None) -> dict[str, float | None]:
+    """The ``value`` of each ETF alert of the spec, for one ETF (None: no series, as in Prometheus)."""
+    net = e.net_inflow.get("1d")
+    net_1d = None if net is None else from_micro(net)
+    return {
+        "FundflowEtfTurnoverSurge": e.turnover_vs_prev_session.same_time,
+        "FundflowEtfVolumeRatioHigh": e.volume_ratio,
+        "FundflowEtfLargeNetInflow": net_1d,
+        "FundflowEtfLargeNetOutflow": None if net_1d is None else -net_1d,
+        "FundflowEtfNewHighOnHeavyVolume": e.volume_ratio if s is not None and s.new_high.get("250d") == 1 else None,
+        "FundflowEtfAumRecord": from_micro(s.aum) if s is not None and s.aum is not None and s.aum_at_record == 1
+        else None,
+    }
+
+
+SOUTHBOUND_ALERTS = ("FundflowSouthboundNetBuyStreak", "FundflowSouthboundNetSellStreak")
+ETF_ALERTS = ("FundflowEtfTurnoverSurge", "FundflowEtfVolumeRatioHigh", "FundflowEtfLargeNetInflow",
+              "FundflowEtfLargeNetOutflow", "FundflowEtfNewHighOnHeavyVolume", "FundflowEtfAumRecord")
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One business alert of the spec with the config applied."""
+
+    name: str
+    op: Callable[[float, float], bool]
+    threshold: float
+    for_ms: int
+    gate: MarketGate | None
+
+    @classmethod
+    def of(cls, alert: Alert, cfg: AlertsConfig) -> "Rule":
+        resolved = alert.resolve(cfg)
+        if alert.gate is not None and alert.gate.held_for:
+            raise ValueError(f"{alert.name}: a gate held for a window is not evaluated in the service")
+        return cls(alert.name, _OPS[resolved.op], float(resolved.threshold),
+                   int(parse_duration(resolved.for_) * 1000), alert.gate)
+
+    def gate_open(self, engine: Engine, symbol: str, now_ms: int) -> bool:
+        if self.gate is None:
+            return True
+        if self.gate.per_symbol:
+            market = symbol.rsplit(".", 1)[-1]
+            return market in MARKETS and engine.cal[market].is_open(now_ms)
+        return any(engine.cal[m].is_open(now_ms) for m in MARKETS)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    alert: str
+    symbol: str
+    value: float
+    state: Literal["pending", "firing"]
+    active_since_ms: int  # market clock when the condition was first found true
+
+
+class AlertEvaluator:
+    """Evaluates the business alerts of the spec, at most once per ``interval_s`` of wall time."""
+
+    def __init__(self, cfg: AlertsConfig, interval_s: float = 5.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        by_name = {a.name: a for a in ALERTS}
+        self.rules = {name: Rule.of(by_name[name], cfg) for name in SOUTHBOUND_ALERTS + ETF_ALERTS}
+        self.interval_s = interval_s
+        self.monotonic = monotonic
+        self._active: dict[tuple[str, str], int] = {}  # (alert, symbol) -> active since, market clock ms
+        self._last: tuple[float, list[AlertState]] | None = None
+
+    def states(self, engine: Engine, now_ms: int) -> list[AlertState]:
+        """The alerts pending or firing, evaluated again when the last evaluation is older than the interval."""
+        wall = self.monotonic()
+        if self._last is None or wall - self._last[0] >= self.interval_s:
+            self._last = (wall, self.evaluate(engine, now_ms))
+        return self._last[1]
+
+    def evaluate(self, engine: Engine, now_ms: int) -> list[AlertState]:
+        """One evaluation of every rule and symbol, in spec order, then by symbol."""
+        found: dict[str, list[tuple[str, float]]] = {name: [] for name in self.rules}
+        for symbol in sorted(engine.sb):
+            sb = views.southbound(engine, symbol)
+            if sb is not None:
+                self._check(engine, symbol, _southbound_measures(sb), now_ms, found)
+        for symbol in sorted(engine.etf):
+            etf = views.etf(engine, symbol)
+            if etf is not None:
+                self._check(engine, symbol, _etf_measures(etf, views.signals(engine, symbol)), now_ms, found)
+        active: dict[tuple[str, str], int] = {}
+        out: list[AlertState] = []
+        for name, rows in found.items():
+            for_ms = self.rules[name].for_ms
+            for symbol, value in rows:
+                since = active[(name, symbol)] = self._active.get((name, symbol), now_ms)
+                out.append(AlertState(name, symbol, value, "firing" if now_ms - since >= for_ms else "pending", since))
+        self._active = active  # conditions found false are forgotten, as Prometheus resets a pending alert
+        return out
+
+    def _check(self, engine: Engine, symbol: str, measures: dict[str, float | None], now_ms: int,
+               found: dict[str, list[tuple[str, float]]]) -> None:
+        for name, value in measures.items():
+            rule = self.rules[name]
+            if value is not None and rule.op(value, rule.threshold) and rule.gate_open(engine, symbol, now_ms):
+                found[name].append((symbol, value))

@@ -13,11 +13,14 @@ from typing import Any
 
 import orjson
 
+from consumers import views
 from consumers.basket import from_mapping
+from monitor import documents
 from monitor.bus import AccessDenied
 from monitor.bus.memory import MemoryBus
 from monitor.calendars import iso
 from monitor.cli_common import add_consumer_arguments, config_from_args, progress_bar, setup_logging, stop_event
+from monitor.events import from_micro
 from monitor.ingest.cli import add_parsers
 from monitor.ingest.files import count_records, read_tape
 from monitor.ops.render import main as render_main
@@ -56,14 +59,14 @@ async def _demo(args: argparse.Namespace) -> int:
         while True:
             await asyncio.sleep(args.summary_every)
             eng = svc.engine
-            etf = eng.etf_doc("513770.SH") or {}
-            sb = eng.sb_doc("09988.HK") or {}
-            turnover = etf.get("turnover_cny")
+            etf = views.etf(eng, "513770.SH")
+            sb = views.southbound(eng, "09988.HK")
+            turnover = etf.turnover if etf is not None else None
             print(f"  as_of {iso(eng.as_of_ms) if eng.as_of_ms else '-'}  applied {sum(eng.applied.values()):,}"
-                  f"  513770.SH turnover {turnover or 0:,.0f} CNY"
-                  f"  09988.HK streak {sb.get('streak_days', 0)} days", flush=True)
+                  f"  513770.SH turnover {from_micro(turnover or 0):,.0f} CNY"
+                  f"  09988.HK streak {sb.streak_days if sb is not None else 0} days", flush=True)
 
-    tasks = [asyncio.create_task(svc.runner.run(stop)), asyncio.create_task(simulate()),
+    tasks = [asyncio.create_task(svc.runner.run(stop, on_batch=svc.on_batch)), asyncio.create_task(simulate()),
              asyncio.create_task(summary())]
     try:
         if args.duration:
@@ -114,7 +117,7 @@ async def _replay(args: argparse.Namespace) -> int:
         rejected: dict[str, int] = {}
         for (_, reason), n in svc.stats.rejected.items():
             rejected[reason] = rejected.get(reason, 0) + n
-        report = svc.engine.report(args.top, rejected)
+        report = documents.report(svc.engine, args.top, rejected)
         sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     else:
         sys.stdout.buffer.write(svc.metrics.render())
@@ -136,7 +139,7 @@ async def _consume(args: argparse.Namespace) -> int:
     log.info("serving %s/metrics", site_url(site))
     stop = stop_event()
     try:
-        await svc.runner.run(stop)
+        await svc.runner.run(stop, on_batch=svc.on_batch)
     finally:
         await site.cleanup()
         await asyncio.get_running_loop().run_in_executor(None, svc.bus.close)

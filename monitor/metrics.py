@@ -21,23 +21,15 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from consumers import views
 from consumers.engine import Engine
 from monitor.calendars import MARKETS
+from monitor.documents import exact_money
 from monitor.stats import LAG_BUCKETS, PipelineStats
 
 P = "fundflow_"
 
-ETF_GAUGES: tuple[tuple[str, str, str], ...] = (
-    ("etf_turnover_cny", "turnover_cny", "Turnover of the current trading day, CNY."),
-    ("etf_prev_turnover_cny", "prev_turnover_cny", "Turnover of the previous trading day, CNY."),
-    ("etf_prev_turnover_same_time_cny", "prev_turnover_same_time_cny",
-     "Turnover of the previous trading day up to the current time of day, CNY."),
-    ("etf_volume_ratio", "volume_ratio",
-     "Volume per trading minute today over the average per minute of the previous 5 sessions (ratio)."),
-    ("etf_price_change_ratio", "price_change_ratio", "Last price over the previous session's last price, minus 1 (ratio)."),
-    ("etf_last_price_cny", "last_price_cny", "Last traded price today, CNY."),
-    ("etf_aum_cny", "aum_cny", "Assets under management: latest shares outstanding x NAV, CNY."),
-)
+MICRO = 1_000_000
 
 
 def wall_ms() -> int:
@@ -69,12 +61,22 @@ class GaugeText:
         if value is not None:
             self.add(f'symbol="{sym}"', value)
 
-    def add_each(self, sym: str, label: str, values: Mapping[str, float | None]) -> None:
-        """One sample per key of ``values`` (None: no sample), labelled ``label`` = key and ``symbol``."""
+    def add_money(self, sym: str, micros: int | None) -> None:
+        """One sample labelled ``symbol``: integer micros as the currency unit (None: no sample)."""
+        if micros is not None:
+            self.add(f'symbol="{sym}"', micros / MICRO)
+
+    def add_each(self, sym: str, label: str, values: Mapping[str, float | None], scale: int = 1) -> None:
+        """One sample per key of ``values`` / ``scale`` (None: no sample), labelled ``label`` = key and ``symbol``."""
         for key, value in values.items():
             if value is not None:
                 pair = f'{label}="{key}"'
-                self.add(f'{pair},symbol="{sym}"' if label < "symbol" else f'symbol="{sym}",{pair}', value)
+                self.add(f'{pair},symbol="{sym}"' if label < "symbol" else f'symbol="{sym}",{pair}',
+                         value / scale if scale != 1 else value)
+
+    def add_money_each(self, sym: str, label: str, micros: Mapping[str, int | None]) -> None:
+        """``add_each`` of integer micros, as the currency unit."""
+        self.add_each(sym, label, micros, MICRO)
 
     def text(self, openmetrics: bool) -> str:
         help_ = self.help.replace("\\", r"\\").replace("\n", r"\n")
@@ -84,7 +86,7 @@ class GaugeText:
 
 
 def business_gauges(engine: Engine) -> list[GaugeText]:
-    """Every business gauge family, from the engine's documents (the JSON API's numbers)."""
+    """Every business gauge family, from the typed views (the numbers the JSON API shows)."""
     families: list[GaugeText] = []
     for _ in business_steps(engine, families):
         pass
@@ -105,29 +107,45 @@ def _etf_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
                          "x NAV) over the last 1/5/20 trading days, CNY.")
     ratio = GaugeText("etf_turnover_vs_prev_session_ratio", "Turnover today over the previous session's, whole day "
                       "or up to the same time of day (ratio).")
-    plain = [(GaugeText(name, help_), field) for name, field, help_ in ETF_GAUGES]
-    families += [net, creation, ratio] + [fam for fam, _ in plain]
+    turnover = GaugeText("etf_turnover_cny", "Turnover of the current trading day, CNY.")
+    prev_turnover = GaugeText("etf_prev_turnover_cny", "Turnover of the previous trading day, CNY.")
+    prev_same = GaugeText("etf_prev_turnover_same_time_cny",
+                          "Turnover of the previous trading day up to the current time of day, CNY.")
+    volume_ratio = GaugeText("etf_volume_ratio", "Volume per trading minute today over the average per minute of "
+                             "the previous 5 sessions (ratio).")
+    change = GaugeText("etf_price_change_ratio", "Last price over the previous session's last price, minus 1 (ratio).")
+    last = GaugeText("etf_last_price_cny", "Last traded price today, CNY.")
+    aum = GaugeText("etf_aum_cny", "Assets under management: latest shares outstanding x NAV, CNY.")
+    families += [net, creation, ratio, turnover, prev_turnover, prev_same, volume_ratio, change, last, aum]
     for symbol in sorted(engine.etf):
         yield
-        doc = engine.etf_doc(symbol)
-        if doc is None:
+        v = views.etf(engine, symbol)
+        if v is None:
             continue
         sym = escape_label(symbol)
-        net.add_each(sym, "window", doc["net_inflow_cny"])
-        creation.add_each(sym, "window", doc["creation_net_inflow_cny"])
-        ratio.add_each(sym, "basis", doc["turnover_vs_prev_session_ratio"])
-        for fam, field in plain:
-            fam.add_symbol(sym, doc[field])
+        net.add_money_each(sym, "window", v.net_inflow)
+        creation.add_money_each(sym, "window", v.creation_net_inflow)
+        r = v.turnover_vs_prev_session
+        ratio.add_each(sym, "basis", {"full_day": r.full_day, "same_time": r.same_time})
+        turnover.add_money(sym, v.turnover)
+        prev_turnover.add_money(sym, v.prev_turnover)
+        prev_same.add_money(sym, v.prev_turnover_same_time)
+        volume_ratio.add_symbol(sym, v.volume_ratio)
+        change.add_symbol(sym, v.price_change_ratio)
+        last.add_money(sym, v.last_price)
+        aum.add_money(sym, v.aum)
 
 
 def _signal_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
-    """Issue-11 market signals: new highs, AUM record, average turnover, MACD, basket look-through."""
+    """Market signals: new highs, AUM record, average turnover, MACD, basket look-through."""
     high = GaugeText("etf_new_high", "1 when today's high is >= the highest daily high of the previous 20/60/250 "
                      "trading days (all = all history held), else 0; absent while fewer days are held.")
     record = GaugeText("etf_aum_record_cny", "Highest AUM (shares outstanding x NAV) on record, CNY.")
     at_record = GaugeText("etf_aum_at_record", "1 when the latest AUM is the highest on record.")
     avg = GaugeText("etf_turnover_avg_cny", "Average turnover per closed trading day over the last 20 days or the "
                     "calendar year to date (today excluded), CNY.")
+    avg_hkd = GaugeText("etf_turnover_avg_hkd", "Average turnover per closed trading day of an HK-listed ETF over the "
+                        "last 20 days or the calendar year to date (today excluded), HKD.")
     dif = GaugeText("macd_dif", "MACD(12,26,9) DIF = EMA12 - EMA26 of daily closes (today's last price as today's "
                     "close).")
     dea = GaugeText("macd_dea", "MACD(12,26,9) DEA = EMA9 of DIF.")
@@ -137,32 +155,34 @@ def _signal_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
     b_net = GaugeText("etf_basket_southbound_net_buy_hkd", "Sum over an ETF's holdings of weight x southbound net "
                       "buy over the last 1/5/20 southbound trading days, HKD.")
     b_top = GaugeText("etf_basket_top_weight_ratio", "Combined weight of the top n holdings (ratio).")
-    families += [high, record, at_record, avg, dif, dea, hist, cross, b_net, b_top]
+    families += [high, record, at_record, avg, avg_hkd, dif, dea, hist, cross, b_net, b_top]
     etfs = set(engine.etf)
     for symbol in sorted(etfs | set(engine.bars)):
         yield
-        doc = engine.signals_doc(symbol)
-        if doc is None:
+        v = views.signals(engine, symbol)
+        if v is None:
             continue
         sym = escape_label(symbol)
         if symbol in etfs:
-            high.add_each(sym, "window", doc["new_high"])
-            avg.add_each(sym, "window", doc["turnover_avg_cny"])
-            record.add_symbol(sym, doc["aum_record_cny"])
-            at_record.add_symbol(sym, doc["aum_at_record"])
-        m = doc["macd"]  # all four are null until 35 closes
-        dif.add_symbol(sym, m["dif"])
-        dea.add_symbol(sym, m["dea"])
-        hist.add_symbol(sym, m["histogram"])
-        cross.add_symbol(sym, m["cross"])
+            high.add_each(sym, "window", v.new_high)
+            (avg_hkd if v.currency == "HKD" else avg).add_each(
+                sym, "window", {k: exact_money(a) for k, a in v.turnover_avg.items()})
+            record.add_money(sym, v.aum_record)
+            at_record.add_symbol(sym, v.aum_at_record)
+        m = v.macd  # all four are absent until 35 closes
+        if m.dif is not None and m.dea is not None and m.histogram is not None:
+            dif.add(f'symbol="{sym}"', float(m.dif))
+            dea.add(f'symbol="{sym}"', float(m.dea))
+            hist.add(f'symbol="{sym}"', float(m.histogram))
+        cross.add_symbol(sym, m.cross)
     for symbol in sorted(engine.holdings):
         yield
-        doc = engine.basket_doc(symbol)
-        if doc is None:
+        b = views.basket(engine, symbol)
+        if b is None:
             continue
         sym = escape_label(symbol)
-        b_net.add_each(sym, "window", doc["southbound_net_buy_hkd"])
-        b_top.add_each(sym, "n", doc["top_weight_ratio"])
+        b_net.add_each(sym, "window", {k: exact_money(n) for k, n in b.southbound_net_buy.items()})
+        b_top.add_each(sym, "n", {k: float(w) for k, w in b.top_weight_ratio.items()})
 
 
 def _southbound_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
@@ -176,14 +196,14 @@ def _southbound_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[No
     families += [sb_net, streak, streak_sum, provisional]
     for symbol in sorted(engine.sb):
         yield
-        doc = engine.sb_doc(symbol)
-        if doc is None:
+        v = views.southbound(engine, symbol)
+        if v is None:
             continue
         sym = escape_label(symbol)
-        sb_net.add_each(sym, "window", doc["net_buy_hkd"])
-        streak.add_symbol(sym, doc["streak_days"])
-        streak_sum.add_symbol(sym, doc["streak_net_buy_hkd"])
-        provisional.add_symbol(sym, doc["provisional_net_buy_hkd"])
+        sb_net.add_money_each(sym, "window", v.net_buy)
+        streak.add_symbol(sym, v.streak_days)
+        streak_sum.add_money(sym, v.streak_net_buy)
+        provisional.add_money(sym, v.provisional_net_buy)
 
 
 class PipelineCollector(Collector):

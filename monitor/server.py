@@ -14,8 +14,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from consumers.engine import MULTI_DAY, Engine
+from consumers.engine import Engine
 from consumers.etf import INTRADAY_WINDOWS
+from consumers.views import MULTI_DAY
+from monitor import documents
 from monitor.board import add_board_routes
 from monitor.calendars import MARKETS
 from monitor.metrics import Exposition
@@ -84,44 +86,33 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def symbols(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    out = [{"symbol": s, "etf": s in engine.etf, "southbound": s in engine.sb, "bars": s in engine.bars,
-            "basket": s in engine.holdings} for s in engine.symbols()]
-    return json_response({"as_of": _as_of(engine), "symbols": out})
+    return json_response(documents.symbols_answer(request.app[ENGINE]))
 
 
 async def symbol(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
     name = request.match_info["symbol"].upper()
-    doc = engine.symbol_doc(name)
-    if doc is None:
+    body = documents.symbol_answer(request.app[ENGINE], name)
+    if body is None:
         return json_error(404, f"unknown symbol {name[:20]}")
-    return json_response({"symbol": name, "as_of": _as_of(engine), **doc})
+    return json_response(body)
 
 
 async def history(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
     name = request.match_info["symbol"].upper()
     days = _int_param(request, "days", 60, 1, 1000)
-    sb, etf = engine.sb_history(name, days), engine.etf_history(name)
-    if sb is None and etf is None:
+    body = documents.history_answer(request.app[ENGINE], name, days)
+    if body is None:
         return json_error(404, f"unknown symbol {name[:20]}")
-    body: dict[str, Any] = {"symbol": name, "as_of": _as_of(engine)}
-    if sb is not None:
-        body["southbound"] = sb
-    if etf is not None:
-        body["etf"] = etf
     return json_response(body)
 
 
 async def intraday(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
     name = request.match_info["symbol"].upper()
     step = _int_param(request, "step", 60, 1, 3600)
-    curves = engine.etf_intraday(name, step)
-    if curves is None:
+    body = documents.intraday_answer(request.app[ENGINE], name, step)
+    if body is None:
         return json_error(404, f"no ETF trades for {name[:20]}")
-    return json_response({"symbol": name, "as_of": _as_of(engine), **curves})
+    return json_response(body)
 
 
 async def status(request: web.Request) -> web.Response:
@@ -147,61 +138,29 @@ def _bad(message: str) -> web.HTTPBadRequest:
 
 
 async def streaks(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
     min_days = _int_param(request, "min_days", 1, 0, 10_000)
     direction = request.query.get("direction", "any")
     if direction not in ("buy", "sell", "any"):
         raise _bad("direction must be buy, sell or any")
-    rows = []
-    for s in sorted(engine.sb):
-        doc = engine.sb_doc(s)
-        if doc is None:
-            continue
-        days = doc["streak_days"]
-        if abs(days) < min_days or (direction == "buy" and days <= 0) or (direction == "sell" and days >= 0):
-            continue
-        rows.append({"symbol": s, "streak_days": days, "streak_net_buy_hkd": doc["streak_net_buy_hkd"],
-                     "provisional_net_buy_hkd": doc["provisional_net_buy_hkd"]})
-    rows.sort(key=lambda r: (-abs(r["streak_days"]), r["symbol"]))
-    return json_response({"as_of": _as_of(engine), "min_days": min_days, "direction": direction, "streaks": rows})
+    return json_response(documents.streaks_answer(request.app[ENGINE], min_days, direction))
 
 
 async def flows(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
     market = request.query.get("market", "HK").upper()
     window = request.query.get("window", "20d")
     top = _int_param(request, "top", 10, 1, 10_000)
     if market not in MARKETS:
         raise _bad(f"market must be one of {', '.join(MARKETS)}")
-    if market == "HK":
-        if window not in SB_WINDOWS:
-            raise _bad(f"window must be one of {', '.join(SB_WINDOWS)} for southbound flows")
-        rows = [{"symbol": s, "net_buy_hkd": v} for s, v in engine.top_southbound(window, top)]
-    else:
-        if window not in ETF_WINDOWS:
-            raise _bad(f"window must be one of {', '.join(ETF_WINDOWS)}")
-        values = []
-        for s in engine.etf:
-            if not s.endswith("." + market):
-                continue
-            doc = engine.etf_doc(s)
-            v = doc["net_inflow_cny"].get(window) if doc else None
-            if v is not None:
-                values.append((-v, s))
-        rows = [{"symbol": s, "net_inflow_cny": -nv} for nv, s in sorted(values)[:top]]
-    return json_response({"as_of": _as_of(engine), "market": market, "window": window, "flows": rows})
+    if market == "HK" and window not in SB_WINDOWS:
+        raise _bad(f"window must be one of {', '.join(SB_WINDOWS)} for southbound flows")
+    if market != "HK" and window not in ETF_WINDOWS:
+        raise _bad(f"window must be one of {', '.join(ETF_WINDOWS)}")
+    return json_response(documents.flows_answer(request.app[ENGINE], market, window, top))
 
 
 async def openapi(request: web.Request) -> web.Response:
     spec = resources.files("monitor").joinpath("openapi.json").read_bytes()
     return web.Response(body=spec, content_type="application/json")
-
-
-def _as_of(engine: Engine) -> str | None:
-    from monitor.calendars import iso
-
-    now = engine.now_ms()
-    return iso(now) if now is not None else None
 
 
 def make_app(engine: Engine, exposition: Exposition, ready: Callable[[], bool],

@@ -9,7 +9,8 @@ from aiohttp import web
 
 from consumers.engine import Engine
 from consumers.runner import ConsumerRunner
-from monitor.alerting import firing
+from monitor import documents
+from monitor.alerting import AlertEvaluator
 from monitor.bus import Bus
 from monitor.bus.factory import make_bus
 from monitor.calendars import MARKETS, Calendars, default_calendars, iso, parse_closures
@@ -43,9 +44,14 @@ class Service:
         self.metrics = Exposition(self.engine, self.stats, self.market_clock_ms)
         # /readyz of a process that does not consume (``fundflow ingest``): its own notion of ready
         self.readiness: Callable[[], bool] | None = None
+        self.alerts = AlertEvaluator(config.alerts)
 
     def publisher(self, source: str) -> Publisher:
         return Publisher(self.bus, self.validator, self.stats, source)
+
+    def on_batch(self) -> None:
+        """After each poll of the consumer: keeps the alerts' pending-since times current."""
+        self.alerts.states(self.engine, self.market_clock_ms())
 
     def ready(self) -> bool:
         if self.readiness is not None:
@@ -53,7 +59,7 @@ class Service:
         return self.runner.connected and self.runner.ready
 
     def status(self) -> dict[str, Any]:
-        """Counters and firing alerts for the board header (rates are taken by the client)."""
+        """Counters and the alerts pending or firing, for the board header (rates are taken by the client)."""
         engine, stats = self.engine, self.stats
         now_ms = self.market_clock_ms()
         as_of = engine.now_ms()
@@ -66,7 +72,7 @@ class Service:
                        "late": sum(engine.late.values()), "replayed": stats.replayed},
             "consumer_lag_messages": sum(stats.consumer_lag.values()),
             "feed_gaps": self._feed_gaps(as_of),
-            "alerts": firing(engine, self.config.alerts),
+            "alerts": documents.alerts(self.alerts.states(engine, now_ms)),
         }
 
     def _feed_gaps(self, now_ms: int | None) -> dict[str, Any]:

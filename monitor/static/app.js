@@ -212,9 +212,14 @@
     if (!alerts.length) {
       dd.replaceChildren(el("span", { class: "pill ok", text: "none" }));
     } else {
+      // pending: the condition holds but not yet for the alert's `for:` duration
       const list = el("ul", { class: "alert-list" }, ...alerts.map((a) =>
-        el("li", { text: `${a.alert} ${a.symbol || ""}${a.value !== undefined ? " (" + fmtAlertValue(a) + ")" : ""}` })));
-      const details = el("details", {}, el("summary", { class: "pill firing", text: `${alerts.length} firing` }), list);
+        el("li", { text: `${a.alert} ${a.symbol || ""}${a.value !== undefined ? " (" + fmtAlertValue(a) + ")" : ""}`
+          + (a.state === "pending" ? " pending" : "") })));
+      const firing = alerts.filter((a) => a.state !== "pending").length;
+      const pending = alerts.length - firing;
+      const text = `${firing} firing` + (pending ? `, ${pending} pending` : "");
+      const details = el("details", {}, el("summary", { class: firing ? "pill firing" : "pill", text }), list);
       const wasOpen = dd.querySelector("details")?.open;
       if (wasOpen) details.open = true;
       dd.replaceChildren(details);
@@ -222,7 +227,7 @@
   }
   function fmtAlertValue(a) {
     if (/Streak/.test(a.alert)) return `${a.value} days`;
-    if (/Inflow/.test(a.alert)) return money(a.value, "CNY");
+    if (/Inflow|Outflow|Aum/.test(a.alert)) return money(a.value, "CNY");
     return times(a.value);
   }
 

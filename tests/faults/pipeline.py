@@ -83,8 +83,8 @@ def clean_run(events: Iterable[dict[str, Any]], config: Any = None) -> dict[str,
     Returns the API documents per symbol (as ``ConsumerProc.documents()`` gives them) and the business
     series of /metrics.
     """
+    from monitor import documents
     from monitor.bus.memory import MemoryBus
-    from monitor.calendars import iso
     from monitor.config import Config
     from monitor.service import Service
 
@@ -99,10 +99,9 @@ def clean_run(events: Iterable[dict[str, Any]], config: Any = None) -> dict[str,
         n += 1
     asyncio.run(svc.runner.run(asyncio.Event(), until_caught_up=True))
     eng = svc.engine
-    now = eng.now_ms()
     docs = {}
     for s in eng.symbols():
-        doc = {"symbol": s, "as_of": iso(now) if now is not None else None, **eng.symbol_doc(s)}
+        doc = documents.symbol_answer(eng, s)
         docs[s] = orjson.loads(orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS))
     return {"documents": docs, "metrics": business_lines(svc.metrics.render().decode()),
             "applied": sum(eng.applied.values()), "events": n}

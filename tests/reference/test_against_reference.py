@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consumers.engine import Engine
+from monitor import documents
 from monitor.calendars import Calendars, parse_closures
 from monitor.config import Closure
 from monitor.events import Rejected, Validator, encode
@@ -177,7 +178,7 @@ def run_engine(tape: dict[str, Any], prune_at: frozenset[int] = frozenset()) -> 
         if i in prune_at:
             engine.prune()
     engine.prune()
-    return orjson.loads(orjson.dumps(engine.report(10, dict(rejected))))
+    return orjson.loads(orjson.dumps(documents.report(engine, 10, dict(rejected))))
 
 
 def run_replay(tape: dict[str, Any], tmp: Path, csv: bool = False) -> dict[str, Any]:

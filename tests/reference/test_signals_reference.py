@@ -34,6 +34,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness.docs import signals_doc
+
 REPO = Path(__file__).resolve().parents[2]
 UTC8 = dt.timezone(dt.timedelta(hours=8))
 SYMBOL = "513770.SH"
@@ -173,7 +175,7 @@ def run_engine(events: list[dict[str, Any]]) -> dict[str, Any]:
     v, eng = Validator(cal), Engine(cal)
     for e in events:
         eng.apply(v.validate(e))
-    doc = eng.signals_doc(SYMBOL)
+    doc = signals_doc(eng, SYMBOL)
     assert doc is not None
     return doc
 
@@ -329,7 +331,7 @@ def test_bar_csv_plus_one_day_reproduces_the_seed_day(seed_tapes: tuple[Path, Pa
     for e in events:
         eng.apply(v.validate(e))
     for sym in ("513770.SH", "159920.SZ", "513180.SH", "510300.SH"):
-        full = eng.signals_doc(sym)
+        full = signals_doc(eng, sym)
         assert not compare(report["symbols"][sym]["signals"], full), sym
     with open(bars_csv) as fh:
         rows = [dict(r, kind="bar") for r in csv.DictReader(fh) if r["symbol"] == SYMBOL]

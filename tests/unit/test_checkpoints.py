@@ -15,8 +15,10 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from consumers import views
 from consumers.codec import read_state
 from consumers.engine import ETF_RETAIN_DAYS
+from harness.docs import symbol_doc
 from monitor.bus.memory import MemoryBus
 from monitor.config import Config
 from monitor.events import STATE_TOPIC
@@ -45,7 +47,7 @@ def consume(svc: Service) -> None:
 
 def state_of(svc: Service) -> dict[str, Any]:
     eng = svc.engine
-    return {"symbols": {s: eng.symbol_doc(s) for s in eng.symbols()}, "top": eng.top_southbound("20d", 10),
+    return {"symbols": {s: symbol_doc(eng, s) for s in eng.symbols()}, "top": views.top_southbound(eng, "20d", 10),
             "as_of": eng.now_ms()}
 
 

@@ -24,11 +24,13 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from consumers import basket
 from consumers.engine import Engine
-from monitor.calendars import default_calendars
+from monitor.calendars import default_calendars, to_ms
 from monitor.events import Validator
 from monitor.metrics import Exposition, GaugeText, business_gauges, escape_label
 from monitor.simulator import Scenario, generate
 from monitor.stats import PipelineStats
+
+UTC8 = dt.timezone(dt.timedelta(hours=8))
 
 
 class _Families:
@@ -67,7 +69,8 @@ def test_one_gauge_family_equals_prometheus_client(help_: str, label: str, value
 
 @pytest.fixture(scope="module")
 def exposition() -> Exposition:
-    """Two simulated days of 6 ETFs and 4 stocks, 35 days of bars before them, a basket: every family has samples."""
+    """Two simulated days of 6 ETFs and 4 stocks, 35 days of bars before them, a basket, an HK-listed ETF:
+    every family has samples."""
     cal = default_calendars()
     v, eng = Validator(cal), Engine(cal, 60, False)
     events = list(generate(Scenario.synthetic(6, 4, days=2, seed=3, trade_interval_s=60, tick_interval_s=300)))
@@ -77,6 +80,11 @@ def exposition() -> Exposition:
                               "low": 1, "close": 1 + i / 200, "volume": 10, "amount": 10}))
     for ev in events:
         eng.apply(v.validate(ev))
+    for day in cal["HK"].before_n(dt.date(2025, 9, 12), 3):  # an HK-listed ETF: its HKD families
+        eng.apply(v.validate({"kind": "bar", "symbol": "02800.HK", "date": day.isoformat(), "open": 25, "high": 25,
+                              "low": 25, "close": 25, "volume": 10, "amount": 250}))
+    eng.apply(v.validate({"kind": "trade", "symbol": "02800.HK", "ts": to_ms(dt.datetime(2025, 9, 12, 10, 0, tzinfo=UTC8)),
+                          "price": 25.1, "volume": 10, "trade_id": "hk1"}))
     eng.holdings = basket.from_mapping({etf: {s: "0.1" for s in sorted(eng.sb)}})
     return Exposition(eng, PipelineStats())
 
@@ -86,7 +94,7 @@ def test_the_page_reprints_byte_for_byte(exposition: Exposition, openmetrics: bo
     page = exposition.render(openmetrics).decode()
     families = list((parse_openmetrics if openmetrics else parse_text)(page))
     business = {g.name for g in business_gauges(exposition.engine)}
-    assert len(business) == 24 and business <= {f.name for f in families if f.samples}  # all of them, with samples
+    assert len(business) == 25 and business <= {f.name for f in families if f.samples}  # all of them, with samples
     assert reprint(families, openmetrics).decode() == page
 
 

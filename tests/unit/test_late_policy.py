@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from consumers.engine import Engine
+from harness.docs import etf_doc
 from monitor.calendars import default_calendars
 from monitor.events import Rejected, Validator
 from tests.unit.test_rules import ETF, STOCK, at, tick, trade
@@ -115,7 +116,7 @@ def test_a_pruned_engine_answers_like_an_unpruned_one(day: str) -> None:
         pruned.engine.prune()
         plain.add(e)
     assert pruned.add(again) == plain.add(again)
-    assert pruned.engine.etf_doc(ETF) == plain.engine.etf_doc(ETF)
+    assert etf_doc(pruned.engine, ETF) == etf_doc(plain.engine, ETF)
 
 
 def test_old_days_give_back_their_keys_and_curves() -> None:

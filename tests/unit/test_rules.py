@@ -17,8 +17,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from consumers import views
 from consumers.engine import Engine
 from consumers.southbound import streak
+from harness.docs import etf_doc, sb_doc
+from monitor import documents
 from monitor.calendars import Calendars, default_calendars, parse_closures
 from monitor.config import Closure
 from monitor.events import Rejected, Validator
@@ -88,15 +91,15 @@ class Run:
 
     @property
     def report(self) -> dict[str, Any]:
-        return self.engine.report(10, dict(self.rejected))
+        return documents.report(self.engine, 10, dict(self.rejected))
 
     def etf(self, symbol: str = ETF) -> dict[str, Any]:
-        doc = self.engine.etf_doc(symbol)
+        doc = etf_doc(self.engine, symbol)
         assert doc is not None
         return doc
 
     def sb(self, symbol: str = STOCK) -> dict[str, Any]:
-        doc = self.engine.sb_doc(symbol)
+        doc = sb_doc(self.engine, symbol)
         assert doc is not None
         return doc
 
@@ -243,8 +246,8 @@ def test_live_clock_is_max_of_events_and_wall_clock() -> None:
     eng = Engine(cals, live_clock=True, wall_ms=lambda: wall[0])
     eng.apply(Validator(cals).validate(trade(at("2025-09-12", "10:00:00"), 1.0, 100, "B")))
     assert eng.now_ms() == wall[0]
-    assert eng.etf_doc(ETF)["net_inflow_cny"]["5m"] == 0.0  # the quiet window decayed with the wall clock
-    assert eng.etf_doc(ETF)["net_inflow_cny"]["15m"] == 100.0
+    assert etf_doc(eng, ETF)["net_inflow_cny"]["5m"] == 0.0  # the quiet window decayed with the wall clock
+    assert etf_doc(eng, ETF)["net_inflow_cny"]["15m"] == 100.0
     wall[0] = at("2025-09-12", "09:00:00")  # a wall clock behind the stream does not pull it back
     assert eng.now_ms() == at("2025-09-12", "10:00:00")
 
@@ -506,7 +509,8 @@ def test_top_n_ranked_by_20d_net_buy() -> None:
            daily("2025-08-01", 10_000.0, 0.0, "01810.HK"),  # outside the 20 southbound days to 11 Sep
            daily("2025-09-10", 0.0, 50.0, "03690.HK"), daily("2025-09-11", 100.0, 0.0, "03690.HK")]
     r = Run(evs)
-    assert r.engine.top_southbound("20d", 3) == [("09988.HK", 900.0), ("00700.HK", 500.0), ("03690.HK", 50.0)]
+    assert views.top_southbound(r.engine, "20d", 3) == [("09988.HK", 900_000_000), ("00700.HK", 500_000_000),
+                                                       ("03690.HK", 50_000_000)]  # micro-HKD
     assert r.report["top_southbound_20d"][-1] == ["01810.HK", 0.0]
 
 

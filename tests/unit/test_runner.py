@@ -8,6 +8,7 @@ import orjson
 
 from consumers.engine import Engine
 from consumers.runner import ConsumerRunner
+from harness.docs import symbol_doc
 from monitor.bus import Record
 from monitor.bus.memory import MemoryBus
 from monitor.calendars import default_calendars
@@ -42,14 +43,14 @@ def test_partition_taken_back_after_a_rebalance_is_rebuilt_not_recounted() -> No
     runner = _runner()
     runner.apply_records(records)
     engine, stats = runner.engine, runner.stats
-    first = {s: engine.symbol_doc(s) for s in engine.symbols()}
+    first = {s: symbol_doc(engine, s) for s in engine.symbols()}
     counted = (sum(engine.applied.values()), sum(engine.duplicates.values()), sum(stats.rejected.values()))
     assert counted == (3000, 1, 1)  # in = applied + duplicates + rejected
 
     engine.drop_symbols(engine.symbols())  # the partition was revoked, then assigned back: replay it
     runner.apply_records(records)
 
-    assert {s: engine.symbol_doc(s) for s in engine.symbols()} == first
+    assert {s: symbol_doc(engine, s) for s in engine.symbols()} == first
     assert (sum(engine.applied.values()), sum(engine.duplicates.values()), sum(stats.rejected.values())) == counted
     assert stats.replayed == 3001  # every event applied again (the re-sent trade is a duplicate again), none counted
 

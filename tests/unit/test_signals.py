@@ -14,6 +14,7 @@ import pytest
 from consumers import basket, macd
 from consumers.codec import Marker, StateWriter, marker_key, read_state
 from consumers.engine import Engine
+from harness.docs import basket_doc, etf_doc, signals_doc
 from harness.metrics import sample_value
 from monitor.calendars import default_calendars
 from monitor.events import Rejected, Validator
@@ -79,12 +80,12 @@ def test_bar_stands_in_for_the_previous_session_and_trades_win() -> None:
     d1, d2 = sh_days("2025-09-12", 2)
     eng = run([bar(d1, 1.060, amount=540e6), bar(d2, 1.0, amount=1.0),  # a bar for today too: trades win
                trade(d2, "09:31", 1.070, 1, 1000), trade(d2, "10:00", 1.072, 2, 1000)])
-    doc = eng.etf_doc(ETF)
+    doc = etf_doc(eng, ETF)
     assert doc["prev_turnover_cny"] == 540e6  # yesterday: the bar's amount
     assert doc["turnover_cny"] == 2142.0  # today: 1070 + 1072 from trades, not the bar's 1.0
     assert doc["price_change_ratio"] == pytest.approx(1.072 / 1.060 - 1, rel=1e-12)  # bar close as previous close
     assert doc["turnover_vs_prev_session_ratio"]["same_time"] is None  # a bar has no intraday curve
-    assert eng.signals_doc(ETF)["high_cny"] == 1.072
+    assert signals_doc(eng, ETF)["high_cny"] == 1.072
 
 
 # -- new highs -------------------------------------------------------------------------------
@@ -92,16 +93,16 @@ def test_new_high_windows_and_absent_with_too_little_history() -> None:
     days = sh_days("2025-09-12", 61)  # 60 previous days + today
     hist = [bar(d, 1.0, high=1.05 if i == 10 else 1.0) for i, d in enumerate(days[:-1])]  # 1.05: 50 days ago
     eng = run(hist + [trade(days[-1], "09:31", 1.02, 1)])
-    nh = eng.signals_doc(ETF)["new_high"]
+    nh = signals_doc(eng, ETF)["new_high"]
     # 1.02 >= max of the last 20 days (1.00) but < 1.05 (inside 60 days and all history); 250d: too few days
     assert nh == {"20d": 1, "60d": 0, "250d": None, "all": 0}
     eng = run(hist + [trade(days[-1], "09:31", 1.05, 1)])  # equal to the record counts as a new high
-    assert eng.signals_doc(ETF)["new_high"] == {"20d": 1, "60d": 1, "250d": None, "all": 1}
+    assert signals_doc(eng, ETF)["new_high"] == {"20d": 1, "60d": 1, "250d": None, "all": 1}
 
 
 def test_new_high_all_on_the_first_day_is_vacuous() -> None:
     eng = run([trade(dt.date(2025, 9, 12), "09:31", 1.0, 1)])
-    assert eng.signals_doc(ETF)["new_high"] == {"20d": None, "60d": None, "250d": None, "all": 1}
+    assert signals_doc(eng, ETF)["new_high"] == {"20d": None, "60d": None, "250d": None, "all": 1}
 
 
 # -- average turnover -----------------------------------------------------------------------------
@@ -109,7 +110,7 @@ def test_average_turnover_20d_and_ytd_exclude_today() -> None:
     days = sh_days("2026-01-09", 26)  # 2025-12-02 .. 2026-01-09; 2026 starts on Jan 5 (1-2 Jan closed)
     evs = [bar(d, 1.0, amount=float(100 * (i + 1))) for i, d in enumerate(days[:-1])]
     evs.append(trade(days[-1], "09:31", 1.0, 1, volume=10**6))  # today's huge turnover is excluded
-    sig = run(evs).signals_doc(ETF)
+    sig = signals_doc(run(evs), ETF)
     amounts = [100 * (i + 1) for i in range(25)]
     assert sig["turnover_avg_cny"]["20d"] == pytest.approx(sum(amounts[-20:]) / 20)  # 1550
     y2026 = [a for d, a in zip(days[:-1], amounts, strict=True) if d.year == 2026]  # Jan 5..8: 4 days
@@ -123,10 +124,10 @@ def test_aum_record_and_at_record() -> None:
                                       "shares_outstanding": shares, "nav": nav}
     eng = run([bar(d[0], 1.0, shares=9_000_000_000, nav=1.2),  # 10.8bn from a bar
                units(d[1], 10_000_000_000, 1.0), units(d[2], 10_000_000_000, 1.05)])
-    sig = eng.signals_doc(ETF)
+    sig = signals_doc(eng, ETF)
     assert (sig["aum_cny"], sig["aum_record_cny"], sig["aum_at_record"]) == (10.5e9, 10.8e9, 0)
     eng.apply(Validator(CAL).validate(units(d[2], 10_000_000_000, 1.09)))  # a correction: 10.9bn
-    sig = eng.signals_doc(ETF)
+    sig = signals_doc(eng, ETF)
     assert (sig["aum_cny"], sig["aum_record_cny"], sig["aum_at_record"]) == (10.9e9, 10.9e9, 1)
 
 
@@ -146,7 +147,7 @@ def test_the_units_record_still_wins_once_it_ages_out_of_the_retained_days() -> 
     eng = run(evs)
     eng.prune()
     assert back32 not in eng.etf[sym].units  # aged out of the retained window
-    assert eng.signals_doc(sym)["aum_record_cny"] == 1.1e9  # type: ignore[index]  # the symbol is known
+    assert signals_doc(eng, sym)["aum_record_cny"] == 1.1e9  # type: ignore[index]  # the symbol is known
 
 
 # -- MACD -------------------------------------------------------------------------------------------------
@@ -161,17 +162,17 @@ def test_macd_recursion_by_hand() -> None:
 def test_macd_null_before_35_closes_then_golden_cross_on_a_jump() -> None:
     days = sh_days("2025-09-12", 40)
     flat = [bar(d, 1.0) for d in days[:33]]
-    sig = run(flat + [trade(days[33], "09:31", 1.0, 1)]).signals_doc(ETF)
+    sig = signals_doc(run(flat + [trade(days[33], "09:31", 1.0, 1)]), ETF)
     assert sig["macd"] == {"dif": None, "dea": None, "histogram": None, "cross": None, "closes": 34}
     # 34 flat closes (DIF = DEA = 0 exactly), then the 35th jumps: DIF > DEA, a golden cross
     eng = run(flat + [bar(days[33], 1.0), trade(days[34], "09:31", 1.1, 1)])
-    m = eng.signals_doc(ETF)["macd"]
+    m = signals_doc(eng, ETF)["macd"]
     dif = 2 * 0.1 / 13 - 2 * 0.1 / 27  # EMAs move by 2/(n+1) of the jump
     assert m["closes"] == 35 and m["cross"] == 1
     assert m["dif"] == pytest.approx(dif, rel=1e-12) and m["dea"] == pytest.approx(dif / 5, rel=1e-12)
     assert m["histogram"] == pytest.approx(2 * (dif - dif / 5), rel=1e-12)
     # the mirror: a drop is a death cross
-    m = run(flat + [bar(days[33], 1.0), trade(days[34], "09:31", 0.9, 1)]).signals_doc(ETF)["macd"]
+    m = signals_doc(run(flat + [bar(days[33], 1.0), trade(days[34], "09:31", 0.9, 1)]), ETF)["macd"]
     assert m["cross"] == -1
 
 
@@ -181,13 +182,13 @@ def test_signals_follow_later_trades_of_the_day() -> None:
     history = [bar(d, 1.0, high=1.05) for d in days[:-1]]
     later = [trade(days[-1], "10:00", 1.10, 2), trade(days[-1], "10:01", 0.90, 3)]
     eng = run(history + [trade(days[-1], "09:31", 1.0, 1)])
-    before = eng.signals_doc(ETF)
+    before = signals_doc(eng, ETF)
     assert before["new_high"]["20d"] == 0 and before["macd"]["cross"] == 0
     for i, ev in enumerate(later, 1):
         eng.apply(Validator(CAL).validate(ev))
         fresh = run(history + [trade(days[-1], "09:31", 1.0, 1)] + later[:i])
-        assert eng.signals_doc(ETF) == fresh.signals_doc(ETF)
-    after = eng.signals_doc(ETF)
+        assert signals_doc(eng, ETF) == signals_doc(fresh, ETF)
+    after = signals_doc(eng, ETF)
     assert after["new_high"]["20d"] == 1 and after["high_cny"] == 1.10 and after["macd"]["cross"] == -1
 
 
@@ -195,7 +196,7 @@ def test_macd_for_an_hk_stock_with_bars_only() -> None:
     days = list(CAL["HK"].last_n(dt.date(2025, 9, 12), 36))
     eng = run([bar(d, 80.0 + i * 0.5, sym="09988.HK") for i, d in enumerate(days)])
     assert "09988.HK" not in eng.etf  # an HK bar does not make a stock an ETF
-    m = eng.signals_doc("09988.HK")["macd"]
+    m = signals_doc(eng, "09988.HK")["macd"]
     assert m["closes"] == 36 and m["dif"] > 0 and m["cross"] == 0  # a steady rise: no cross today
 
 
@@ -210,7 +211,7 @@ def test_basket_weighted_net_buy_and_top_weights() -> None:
                                     "buy_hkd": buy, "sell_hkd": sell}
     eng = run([daily("00700.HK", 3e9, 1e9), daily("09988.HK", 1e9, 2e9)])
     eng.holdings = h
-    doc = eng.basket_doc(ETF)
+    doc = basket_doc(eng, ETF)
     # 0.145 x 2bn + 0.14 x (-1bn) = 150M; the others have no southbound data
     assert doc["southbound_net_buy_hkd"] == {"1d": 150e6, "5d": 150e6, "20d": 150e6}
     assert doc["top_weight_ratio"] == {"4": 0.505, "10": 0.565}
@@ -234,6 +235,24 @@ def test_signals_are_metrics() -> None:
         assert sample_value(text, name, labels) == value, (name, labels)
 
 
+def test_hk_signals_are_named_in_hkd() -> None:
+    """An HK stock's bars are in HKD: its money signals say so (turnover_avg_hkd), and so does the gauge
+    of an HK-listed ETF (fundflow_etf_turnover_avg_hkd); mainland symbols keep _cny."""
+    hk_days = list(CAL["HK"].last_n(dt.date(2025, 9, 12), 21))
+    hk_etf_trade = trade(hk_days[-1], "09:31", 25.0, 1) | {"symbol": "02800.HK"}
+    eng = run([bar(d, 100.0, sym="09988.HK", amount=2e9) for d in hk_days[:-1]]
+              + [bar(d, 25.0, sym="02800.HK", amount=4e8) for d in hk_days[:-1]] + [hk_etf_trade]
+              + [bar(d, 1.0) for d in sh_days("2025-09-11", 20)] + [trade(dt.date(2025, 9, 12), "09:31", 1.0, 2)])
+    stock = signals_doc(eng, "09988.HK")
+    assert stock["turnover_avg_hkd"] == {"20d": 2e9, "ytd": 2e9}
+    assert {"high_hkd", "aum_hkd", "aum_record_hkd"} <= set(stock) and not [k for k in stock if k.endswith("_cny")]
+    assert signals_doc(eng, ETF)["turnover_avg_cny"]["20d"] == 1e6
+    text = Exposition(eng, PipelineStats()).render().decode()
+    assert 'fundflow_etf_turnover_avg_hkd{symbol="02800.HK",window="20d"} 4e+08' in text
+    assert 'fundflow_etf_turnover_avg_cny{symbol="513770.SH",window="20d"} 1e+06' in text
+    assert 'fundflow_etf_turnover_avg_cny{symbol="02800.HK"' not in text
+
+
 # -- restart: the state topic's records carry the daily bars ------------------------------------------------------
 def test_signals_survive_a_checkpoint_and_a_restart() -> None:
     days = sh_days("2025-09-12", 40)
@@ -255,14 +274,14 @@ def test_signals_survive_a_checkpoint_and_a_restart() -> None:
     v = Validator(CAL)
     for e in (eng, fresh):
         e.apply(v.validate(evs[-1]))
-    assert fresh.signals_doc(ETF) == eng.signals_doc(ETF)
+    assert signals_doc(fresh, ETF) == signals_doc(eng, ETF)
 
 
 def test_pruned_trade_days_keep_their_daily_bar() -> None:
     days = sh_days("2025-09-12", 45)
     evs = [trade(d, "10:00", 1.0 + i / 1000, i + 1) for i, d in enumerate(days)]
     eng = run(evs)
-    before = eng.signals_doc(ETF)
+    before = signals_doc(eng, ETF)
     eng.prune()
     assert len(eng.etf[ETF].days) < 45 and eng.etf[ETF].summaries
-    assert eng.signals_doc(ETF) == before and before["macd"]["cross"] is not None
+    assert signals_doc(eng, ETF) == before and before["macd"]["cross"] is not None
