@@ -16,12 +16,19 @@ BAR_FIELDS = ("open", "high", "low", "close", "volume", "amount", "shares", "nav
 class DayView(Protocol):
     """What the signals read of a day, whether it came from trades or from a bar."""
 
-    open: int | None
-    high: int | None
-    low: int | None
-    last: int | None
-    volume: int
-    turnover: int
+    # read-only: a traded day holds them as attributes, a bar as fields or properties
+    @property
+    def open(self) -> int | None: ...
+    @property
+    def high(self) -> int | None: ...
+    @property
+    def low(self) -> int | None: ...
+    @property
+    def last(self) -> int | None: ...
+    @property
+    def volume(self) -> int: ...
+    @property
+    def turnover(self) -> int: ...
 
 
 class DayBar:
@@ -61,7 +68,7 @@ class DayBar:
 
     @classmethod
     def from_state(cls, data: dict[str, Any]) -> DayBar:
-        return cls(*(data.get(f) for f in BAR_FIELDS))  # type: ignore[arg-type]
+        return cls(*(data.get(f) for f in BAR_FIELDS))  # type: ignore[arg-type]  # written by to_state: all set
 
     @classmethod
     def of_day(cls, day: DayView) -> DayBar | None:

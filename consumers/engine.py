@@ -67,8 +67,8 @@ class Engine:
         self.bars: dict[str, dict[dt.date, DayBar]] = {}  # bar events per symbol and day
         self.holdings: basket_mod.Holdings = {}  # ETF -> [(constituent, weight)]
         self._as_of_date: dt.date | None = None
-        self._hist_version: Counter[str] = Counter()  # bumped when a symbol's closed history changes
-        self._closed_cache: dict[str, tuple[tuple[Any, ...], _Closed]] = {}
+        self.hist_version: Counter[str] = Counter()  # bumped when a symbol's closed history changes
+        self.closed_cache: dict[str, tuple[tuple[Any, ...], _Closed]] = {}
         # local day index -> its date: one date object per day instead of one per event (its hash is
         # then computed once too); a few hundred entries a year
         self._dates: dict[int, dt.date] = {}
@@ -205,7 +205,7 @@ class Engine:
         self.modified.add((symbol, day_date))
         as_of_date, latest_date = self._as_of_date, self.latest_date
         if (as_of_date is not None and day_date < as_of_date) or (latest_date is not None and day_date < latest_date):
-            self._hist_version[symbol] += 1  # a trade for a day that may already be closed
+            self.hist_version[symbol] += 1  # a trade for a day that may already be closed
         return "late" if late else "applied"
 
     def _tick(self, t: SouthboundTick, stream: Hashable) -> str:
@@ -250,7 +250,7 @@ class Engine:
         st.units[u.date] = rec  # a different record for the same date is a correction
         self.note_date(u.date)
         self.modified.add((u.symbol, u.date))
-        self._hist_version[u.symbol] += 1
+        self.hist_version[u.symbol] += 1
         return "applied"
 
     def _bar(self, b: Bar) -> str:
@@ -271,7 +271,7 @@ class Engine:
             st = self._etf_state(symbol)
         if st is not None and (st.first_day is None or date < st.first_day):
             st.first_day = date
-        self._hist_version[symbol] += 1
+        self.hist_version[symbol] += 1
 
     def _daily(self, d: SouthboundDaily) -> str:
         st = self.sb.get(d.symbol)
@@ -320,7 +320,7 @@ class Engine:
         bars = self.bars.get(symbol)
         return bars.get(d) if bars else None
 
-    def _sb_closed(self, cal: TradingCalendar, day: dt.date, sb_day: SouthboundDay | None, now: int | None) -> bool:
+    def sb_closed(self, cal: TradingCalendar, day: dt.date, sb_day: SouthboundDay | None, now: int | None) -> bool:
         return (sb_day is not None and sb_day.daily is not None) or self.is_closed(cal, day, now)
 
     def symbols(self) -> list[str]:
@@ -335,7 +335,7 @@ class Engine:
 
     def history_changed(self, symbol: str) -> None:
         """The symbol's closed history changed: cached signals are computed again."""
-        self._hist_version[symbol] += 1
+        self.hist_version[symbol] += 1
 
     def drop_symbols(self, symbols: Iterable[str]) -> None:
         """Forget symbols (their partitions moved to another consumer)."""
@@ -344,7 +344,7 @@ class Engine:
             self.etf.pop(s, None)
             self.sb.pop(s, None)
             self.bars.pop(s, None)
-            self._closed_cache.pop(s, None)
+            self.closed_cache.pop(s, None)
         self.modified = {k for k in self.modified if k[0] not in gone}
         self.gaps.drop_symbols(gone)
 
@@ -388,7 +388,7 @@ class Engine:
             for d in [d for d in st.summaries if d < hist_oldest]:
                 del st.summaries[d]
                 modified.add((sym, d))
-                self._hist_version[sym] += 1
+                self.hist_version[sym] += 1
             for d, day in st.days.items():
                 if d >= cur:
                     continue
@@ -405,7 +405,7 @@ class Engine:
             for d in old_units[:-1]:  # the last one before the window is the baseline of the first inflow
                 shares, nav = st.units.pop(d)
                 modified.add((sym, d))
-                self._hist_version[sym] += 1
+                self.hist_version[sym] += 1
                 aum = mul_micro(shares, nav)
                 if st.aum_folded is None or aum > st.aum_folded:
                     st.aum_folded = aum  # the AUM record survives the pruning of its day
@@ -413,7 +413,7 @@ class Engine:
                 if bar is not None and (bar.shares, bar.nav) != (shares, nav):
                     # the units record wins over the bar's shares x NAV, also once the record is gone
                     bar.shares, bar.nav = shares, nav
-                    self._hist_version[sym] += 1
+                    self.hist_version[sym] += 1
         modified = self.modified
         for sym, bars in self.bars.items():
             cal = self.cal.for_symbol(sym)
@@ -426,7 +426,7 @@ class Engine:
                 del bars[d]
                 modified.add((sym, d))
             if old:
-                self._hist_version[sym] += 1
+                self.hist_version[sym] += 1
         sb_cal = self.cal["SB"]
         cur = self.current_day(sb_cal, now)
         if cur is None:

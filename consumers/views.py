@@ -165,7 +165,7 @@ def etf(engine: Engine, symbol: str) -> EtfView | None:
     cur = engine.current_day(cal, now)
     net: dict[str, int | None] = {}
     if now is not None:
-        for (name, _), value in zip(INTRADAY_WINDOWS, st.windows.values(now // 1000)):
+        for (name, _), value in zip(INTRADAY_WINDOWS, st.windows.values(now // 1000), strict=True):
             net[name] = value
     else:
         net.update({name: None for name, _ in INTRADAY_WINDOWS})
@@ -189,7 +189,7 @@ def etf(engine: Engine, symbol: str) -> EtfView | None:
             prev_same = 0
         elif same_day:
             # a bar has no intraday curve: the previous session up to this time is unknown
-            prev_same = (prev_day.turnover_until(local_seconds_of_day(now))  # type: ignore[arg-type]
+            prev_same = (prev_day.turnover_until(local_seconds_of_day(now))  # type: ignore[arg-type]  # now set here
                          if isinstance(prev_day, EtfDay) else None)
         else:
             prev_same = prev_day.turnover
@@ -305,8 +305,8 @@ def _aums(engine: Engine, symbol: str) -> dict[dt.date, int]:
 
 def closed_history(engine: Engine, symbol: str, cur: dt.date) -> ClosedHistory:
     """The closed history before ``cur``, from the engine's cache while the symbol's history is unchanged."""
-    key = (cur, engine._hist_version[symbol])
-    hit = engine._closed_cache.get(symbol)
+    key = (cur, engine.hist_version[symbol])
+    hit = engine.closed_cache.get(symbol)
     if hit is not None and hit[0] == key:
         return hit[1]
     c = ClosedHistory()
@@ -337,7 +337,7 @@ def closed_history(engine: Engine, symbol: str, cur: dt.date) -> ClosedHistory:
     folded = st.aum_folded if st is not None else None
     values = list(c.aums.values()) + ([folded] if folded is not None else [])
     c.aum_record = max(values) if values else None
-    engine._closed_cache[symbol] = (key, c)
+    engine.closed_cache[symbol] = (key, c)
     return c
 
 
@@ -433,7 +433,7 @@ def southbound(engine: Engine, symbol: str) -> SouthboundView | None:
         return SouthboundView(symbol, {n: None for n, _ in MULTI_DAY}, 0, 0, None)
     nets: dict[str, int | None] = {name: _sb_sum(st, cal, cur, n) for name, n in MULTI_DAY}
     cur_day = st.days.get(cur)
-    closed = engine._sb_closed(cal, cur, cur_day, now)
+    closed = engine.sb_closed(cal, cur, cur_day, now)
     latest_closed = cur if closed else cal.previous(cur)
     days_back = cal.back_from(latest_closed) if latest_closed is not None else iter(())
     n_days, total = streak(days_back, st.net)
@@ -479,7 +479,7 @@ def southbound_history(engine: Engine, symbol: str, days: int = 60) -> list[Sout
         if day is None:
             continue
         out.append(SouthboundDayRow(d, day.net, "daily" if day.daily is not None else "ticks",
-                                    engine._sb_closed(cal, d, day, now)))
+                                    engine.sb_closed(cal, d, day, now)))
     return out
 
 

@@ -957,11 +957,11 @@ class KafkaCluster:
         stopped = [n for n in self.nodes if not n.running]
         with concurrent.futures.ThreadPoolExecutor(len(stopped) or 1) as pool:  # storage format: ~2 s of JVM each
             list(pool.map(lambda n: n.prepare(), stopped))
-        launched = [(n, n._launch()) for n in stopped]  # noqa: SLF001
+        launched = [(n, n._launch()) for n in stopped]  # noqa: SLF001 - the cluster starts its own nodes
         try:
             for node, offset in launched:
-                node._wait_ready(offset, max(10.0, timeout - (time.monotonic() - t0)))  # noqa: SLF001
-                node._started_once = True  # noqa: SLF001
+                node._wait_ready(offset, max(10.0, timeout - (time.monotonic() - t0)))  # noqa: SLF001 - the cluster starts its own nodes
+                node._started_once = True  # noqa: SLF001 - the cluster starts its own nodes
             self.wait_brokers(len(self.nodes), timeout=max(10.0, timeout - (time.monotonic() - t0)))
         except BaseException:
             self.kill()
@@ -974,7 +974,7 @@ class KafkaCluster:
         running = [n for n in self.nodes if n.running]
         for n in running:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(n.pid, signal.SIGTERM)  # type: ignore[arg-type]
+                os.killpg(n.pid, signal.SIGTERM)  # type: ignore[arg-type]  # started nodes have a pid
         deadline = time.monotonic() + timeout
         for n in running:
             n.stop(timeout=max(0.1, deadline - time.monotonic()))

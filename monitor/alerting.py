@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import operator
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 from consumers import views
 from consumers.engine import Engine
@@ -65,7 +66,7 @@ class Rule:
     gate: MarketGate | None
 
     @classmethod
-    def of(cls, alert: Alert, cfg: AlertsConfig) -> "Rule":
+    def of(cls, alert: Alert, cfg: AlertsConfig) -> Rule:
         resolved = alert.resolve(cfg)
         if alert.gate is not None and alert.gate.held_for:
             raise ValueError(f"{alert.name}: a gate held for a window is not evaluated in the service")

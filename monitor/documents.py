@@ -8,9 +8,10 @@ The HTTP layer (monitor.server) only parses parameters and picks the status code
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, Mapping
+from typing import Any
 
 from consumers import views
 from consumers.engine import Engine

@@ -374,7 +374,8 @@ class Validator:
         seq = o["seq"]
         if type(seq) is not int or seq < 0:  # a plain int >= 0 needs no more checks
             seq = _seq(seq)
-        return SouthboundTick(symbol, ts, channel, to_micro(o["buy_hkd"], "buy_hkd"), to_micro(o["sell_hkd"], "sell_hkd"), seq)
+        buy, sell = to_micro(o["buy_hkd"], "buy_hkd"), to_micro(o["sell_hkd"], "sell_hkd")
+        return SouthboundTick(symbol, ts, channel, buy, sell, seq)
 
     def _daily(self, o: Mapping[str, Any]) -> SouthboundDaily:
         symbol = self._symbol(o["symbol"], etf_ok=False, hk_ok=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -219,7 +220,8 @@ class PipelineCollector(Collector):
         engine.gaps.evaluate(engine.now_ms())  # decide the holes whose grace has passed since the last prune
         for name, counts, help_ in (
             ("events_applied", engine.applied, "Events applied to state."),
-            ("events_duplicate", engine.duplicates, "Events ignored as duplicates (same trade_id, or symbol+channel+seq)."),
+            ("events_duplicate", engine.duplicates,
+             "Events ignored as duplicates (same trade_id, or symbol+channel+seq)."),
             ("events_late", engine.late, "Events applied later than the grace behind the stream clock."),
             ("feed_gaps", engine.gaps.gaps, "Sequence numbers missing from a feed once a later one arrived and the "
              "grace passed (southbound per stock, channel and day; trades that carry seq per symbol and day)."),
@@ -230,12 +232,13 @@ class PipelineCollector(Collector):
             for kind, n in sorted(counts.items()):
                 fam.add_metric([kind], n)
             yield fam
-        for name, counts, labels, help_ in (
+        pairs: tuple[tuple[str, Counter[tuple[str, str]], list[str], str], ...] = (
             ("events_ingested", stats.ingested, ["source", "kind"], "Events accepted by a source."),
             ("events_rejected", stats.rejected, ["source", "reason"], "Inputs rejected and dead-lettered, by reason."),
-        ):
+        )
+        for name, pair_counts, labels, help_ in pairs:
             fam = CounterMetricFamily(P + name, help_, labels=labels)
-            for key, n in sorted(counts.items()):
+            for key, n in sorted(pair_counts.items()):
                 fam.add_metric(list(key), n)
             yield fam
         fam = CounterMetricFamily(P + "source_reconnects", "Reconnections of a source.", labels=["source"])
@@ -268,13 +271,14 @@ class PipelineCollector(Collector):
             yield GaugeMetricFamily(P + "state_recovery_seconds", "Time the last state recovery took, seconds.",
                                     value=stats.recovery_seconds)
         cum, buckets = 0, []
-        for bound, n in zip(LAG_BUCKETS + (float("inf"),), stats.lag_counts):
+        for bound, n in zip(LAG_BUCKETS + (float("inf"),), stats.lag_counts, strict=True):
             cum += n
             buckets.append(("+Inf" if bound == float("inf") else repr(bound), cum))
         yield HistogramMetricFamily(P + "event_lag_seconds", "Event time to applied, seconds.", buckets=buckets,
                                     sum_value=stats.lag_sum)
         now_ms = self.market_clock_ms()
-        market = GaugeMetricFamily(P + "market_open", "1 while the exchange is in a trading session.", labels=["market"])
+        market = GaugeMetricFamily(P + "market_open", "1 while the exchange is in a trading session.",
+                                   labels=["market"])
         for m in MARKETS:
             market.add_metric([m], 1.0 if engine.cal[m].is_open(now_ms) else 0.0)
         yield market

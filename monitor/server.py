@@ -81,7 +81,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    ready = request.app[READY]()  # type: ignore[operator]
+    ready = request.app[READY]()  # type: ignore[operator]  # app keys hold what make_app stored
     return json_response({"ready": bool(ready)}, 200 if ready else 503)
 
 
@@ -116,7 +116,7 @@ async def intraday(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    return json_response(request.app[STATUS]())  # type: ignore[operator]
+    return json_response(request.app[STATUS]())  # type: ignore[operator]  # app keys hold what make_app stored
 
 
 def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -164,7 +164,8 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def make_app(engine: Engine, exposition: Exposition, ready: Callable[[], bool],
-             status_doc: Callable[[], dict[str, Any]], token: str = "", max_body_bytes: int = 8 * 1024 * 1024) -> web.Application:
+             status_doc: Callable[[], dict[str, Any]], token: str = "",
+             max_body_bytes: int = 8 * 1024 * 1024) -> web.Application:
     middlewares = [error_middleware]
     if token:
         middlewares.insert(0, auth_middleware(token))

@@ -235,7 +235,7 @@ class KafkaBus:
             ends = reader.end_offsets(tps)
             pending = {tp for tp in tps if ends[tp] > reader.position(tp)}
             while pending:
-                for tp, recs in reader.poll(timeout_ms=500, max_records=5000).items():
+                for recs in reader.poll(timeout_ms=500, max_records=5000).values():
                     yield from recs
                 for tp in list(pending):
                     if reader.position(tp) >= ends[tp]:
@@ -308,7 +308,8 @@ class KafkaGroupConsumer:
         return self._c.position(TopicPartition(*tp))
 
     def beginning_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
-        return {(tp.topic, tp.partition): o for tp, o in self._c.beginning_offsets([TopicPartition(*t) for t in tps]).items()}
+        found = self._c.beginning_offsets([TopicPartition(*t) for t in tps])
+        return {(tp.topic, tp.partition): o for tp, o in found.items()}
 
     def end_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
         return {(tp.topic, tp.partition): o for tp, o in self._c.end_offsets([TopicPartition(*t) for t in tps]).items()}
