@@ -1,56 +1,66 @@
-"""Measurement 6: RSS of the consumer state after each simulated day (child process).
+"""Measurement 6, "market day": RSS of the consumer state after each simulated day (child process).
 
-``python -m bench.memory`` reads the tape from stdin (``python -m bench.tape`` in another
-process, so generating events never inflates the measured heap), applies it with the same
-``ConsumerRunner.apply_records`` a Kafka consumer uses, checkpoints (closed-day export and
-``Engine.prune``) every 50,000 events and at each day's end like the runner's checkpoint
-timer does, and prints one JSON line per day: ``{"day": n, "date": ..., "rss_mb": ...}``.
+``python -m bench.memory`` reads the tape from stdin (``python -m bench.tape`` in another process,
+so generating events never inflates the measured heap) and applies it with the same
+``ConsumerRunner.apply_records`` a Kafka consumer uses. Like the runner it prunes every
+``--prune-every`` events (its 1 s housekeeping) and checkpoints every ``--checkpoint-every`` events
+(the records ``checkpoint_records`` encodes, acknowledged at once: no broker in this process),
+and at each day's end. It keeps the compacted state topic's size (latest record per key) and prints
+one JSON line per day: RSS, events, the bytes each structure holds per trade of that day, and the
+state topic's size.
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
-import os
 import sys
+from typing import Any
 
 import orjson
 
 from bench.common import proc_rss_mb
 from bench.compute import make_service
+from consumers.engine import Engine
 from monitor.bus import Record
 
 
-def main() -> int:
+def structure_bytes(engine: Engine, day: str) -> dict[str, Any]:
+    """What the day's trade-dependent structures hold: intraday curve, dedupe keys, windows."""
+    trades = curve = keys = windows = 0
+    for st in engine.etf.values():
+        windows += 16 * len(st.windows.secs)
+        for d, etf_day in st.days.items():
+            if d.isoformat() != day:
+                continue
+            curve += etf_day.secs.itemsize * len(etf_day.secs) + 8 * len(etf_day.amounts)
+            curve += 8 * len(etf_day.nets) if etf_day.nets is not None else 0
+            keys += etf_day.trade_ids.nbytes if etf_day.trade_ids is not None else 0
+            trades += len(etf_day.trade_ids) if etf_day.trade_ids is not None else 0
+    per = (lambda x: round(x / trades, 2)) if trades else (lambda x: None)
+    return {"trades": trades, "curve_bytes_per_trade": per(curve), "dedupe_bytes_per_trade": per(keys),
+            "windows_bytes": windows, "retained_bytes_per_trade": per(curve + keys)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.memory")
+    ap.add_argument("--prune-every", type=int, default=50_000, help="events between prunes (the runner: every 1 s)")
+    ap.add_argument("--checkpoint-every", type=int, default=250_000,
+                    help="events between checkpoints (the runner: every 30 s of wall time)")
+    a = ap.parse_args(argv)
     svc = make_service()
     runner, engine = svc.runner, svc.engine
-
-    # Experiment for bench/PROPOSED_HOTPATH.md (not part of the measurement): keep the trade_id / seq
-    # dedupe sets only for the last N sessions, as a patched Engine.prune would.
-    dedupe_sessions = int(os.environ.get("BENCH_DEDUPE_SESSIONS", "0"))
-
-    def drop_old_dedupe() -> None:
-        now = engine.now_ms()
-        for sym, st in engine.etf.items():
-            cal = engine.cal.for_symbol(sym)
-            cur = engine.current_day(cal, now)
-            keep = cal.last_n(cur, dedupe_sessions) if cur else ()
-            for d, day in st.days.items():
-                if keep and d < keep[0] and day.trade_ids:
-                    day.trade_ids = set()
-        sb_cal = engine.cal["SB"]
-        cur = engine.current_day(sb_cal, now)
-        keep = sb_cal.last_n(cur, dedupe_sessions) if cur else ()
-        for st in engine.sb.values():
-            for d, day in st.days.items():
-                if keep and d < keep[0] and day.seqs:
-                    day.seqs = set()
+    state: dict[bytes, int] = {}  # the compacted state topic: key -> size of its latest value
 
     def checkpoint() -> None:
-        # what the runner would persist: takes closed days out of `modified`
-        runner._snapshot_payloads()  # noqa: SLF001 - the bench checkpoints as the runner does, without a broker
         engine.prune()
-        if dedupe_sessions:
-            drop_old_dedupe()
+        records, markers, done = runner.checkpoint_records()
+        for _, key, value in records + markers:
+            if value is None:
+                state.pop(key, None)
+            else:
+                state[key] = len(key) + len(value)
+        done(True)
 
     gc.collect()
     out = sys.stdout
@@ -58,18 +68,35 @@ def main() -> int:
     out.flush()
     batch: list[Record] = []
     offsets: dict[tuple[str, int], int] = {}
-    total = since_cp = day = 0
+    total = since_prune = since_cp = day = 0
+
+    def apply() -> None:
+        nonlocal total, since_prune, since_cp, batch
+        runner.apply_records(batch)
+        total += len(batch)
+        since_prune += len(batch)
+        since_cp += len(batch)
+        batch = []
+        if since_cp >= a.checkpoint_every:
+            checkpoint()
+            since_cp = since_prune = 0
+        elif since_prune >= a.prune_every:
+            engine.prune()
+            since_prune = 0
+
     for line in sys.stdin.buffer:
         if line.startswith(b"#day"):
-            runner.apply_records(batch)
-            total += len(batch)
-            batch = []
+            apply()
+            date = line.split()[1].decode()
+            sizes = structure_bytes(engine, date)  # before the day's end compacts it
             checkpoint()
-            since_cp = 0
+            since_cp = since_prune = 0
             gc.collect()
             day += 1
-            out.write(orjson.dumps({"day": day, "date": line.split()[1].decode(), "rss_mb": proc_rss_mb(),
-                                    "events": total, "applied": sum(engine.applied.values())}).decode() + "\n")
+            out.write(orjson.dumps({"day": day, "date": date, "rss_mb": proc_rss_mb(), "events": total,
+                                    "applied": sum(engine.applied.values()), **sizes,
+                                    "state_topic_mb": sum(state.values()) / 1e6,
+                                    "state_topic_records": len(state)}).decode() + "\n")
             out.flush()
             continue
         topic_b, part_b, value = line.rstrip(b"\n").split(b"\t", 2)
@@ -78,13 +105,7 @@ def main() -> int:
         offsets[(topic, part)] = off + 1
         batch.append(Record(topic, part, off, None, value, 0))
         if len(batch) >= 5000:
-            runner.apply_records(batch)
-            total += len(batch)
-            since_cp += len(batch)
-            batch = []
-            if since_cp >= 50_000:
-                checkpoint()
-                since_cp = 0
+            apply()
     rejected = sum(svc.stats.rejected.values())
     if rejected:
         sys.stderr.write(f"memory bench: {rejected} events rejected: {dict(svc.stats.rejected)}\n")

@@ -14,20 +14,17 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from consumers import basket as basket_mod
+from consumers import retention
 from consumers.bars import DayBar, DayView
 from consumers.etf import EtfState, trade_key
 from consumers.gaps import FeedGaps
 from consumers.southbound import SouthboundDay, SouthboundState
 from monitor.calendars import DAY_MS, Calendars, TradingCalendar, iso, local_date
-from monitor.events import Bar, Event, Rejected, SouthboundDaily, SouthboundTick, Trade, Units, mul_micro
+from monitor.events import Bar, Event, Rejected, SouthboundDaily, SouthboundTick, Trade, Units
 
 if TYPE_CHECKING:  # the query side reads the engine; the engine only holds its cache
     from consumers.views import ClosedHistory as _Closed
 
-ETF_RETAIN_DAYS = 30  # trading days of ETF aggregates kept (20d window + volume-ratio look-back)
-SB_RETAIN_DAYS = 260  # southbound days are tiny; kept long so long streaks stay visible
-HISTORY_RETAIN_DAYS = 1500  # trading days of daily bars / traded-day summaries held ("all" history, MACD)
-# (EMA weights of closes older than that are below 1e-45: dropping them does not move a float)
 
 DayKey = tuple[str, dt.date]
 _UTC8_MS = 8 * 3_600_000  # exchange time offset, as in monitor.calendars.local_date
@@ -138,14 +135,14 @@ class Engine:
             key = (cal_name, clock_index)
             oldest = self._oldest_accepted.get(key)
             if oldest is None:
-                oldest = self._oldest_accepted[key] = self._oldest_day(cal_name, self._day_of(clock))
+                oldest = self._oldest_accepted[key] = self.oldest_accepted_day(cal_name, self._day_of(clock))
             if day_date < oldest:
                 raise Rejected("too_late", f"a {day_date.isoformat()} event after its stream reached {iso(clock)}: "
                                            f"trades and ticks are taken for the last {self.max_late_sessions + 1} "
                                            "sessions (a daily bar corrects an older day)")
         return clock - ts > self.grace_ms
 
-    def _oldest_day(self, cal_name: str, clock_day: dt.date) -> dt.date:
+    def oldest_accepted_day(self, cal_name: str, clock_day: dt.date) -> dt.date:
         """The oldest session still taking trades and ticks when a stream's clock is on ``clock_day``."""
         cal = self.cal[cal_name]
         cur = cal.at_or_before(clock_day)
@@ -354,92 +351,5 @@ class Engine:
             self.stream_clocks.pop(s, None)
 
     def prune(self) -> None:
-        """Bound memory: expire window seconds and old days; compact the curves of days before the current
-        one; forget the dedupe keys of sessions that no longer take trades or ticks.
-
-        Every day changed here is marked modified, so the next checkpoint writes it as it now is.
-        """
-        now = self.now_ms()
-        if now is None:
-            return
-        self.gaps.evaluate(now)
-        now_sec = now // 1000
-        # dedupe keys must outlive the slowest stream's accepted sessions (a lagging partition may still
-        # send a duplicate of a day the others have left behind)
-        slowest = min(self.stream_clocks.values()) if self.stream_clocks else self.as_of_ms
-        modified = self.modified
-        for sym, st in self.etf.items():
-            st.windows.advance(now_sec)
-            cal = self.cal.for_symbol(sym)
-            cur = self.current_day(cal, now)
-            if cur is None:
-                continue
-            keep = cal.last_n(cur, ETF_RETAIN_DAYS)
-            oldest = keep[0] if keep else cur
-            prev = cal.previous(cur)
-            hist = cal.last_n(cur, HISTORY_RETAIN_DAYS)
-            hist_oldest = hist[0] if hist else cur
-            keys_from = self._oldest_day(sym[-2:], self._day_of(slowest)) if slowest is not None else None
-            for d in [d for d in st.days if d < oldest]:
-                summary = DayBar.of_day(st.days.pop(d))  # the daily bar of a traded day outlives its trades
-                modified.add((sym, d))  # its checkpoint records go too
-                if summary is not None and d >= hist_oldest:
-                    st.summaries[d] = summary
-            for d in [d for d in st.summaries if d < hist_oldest]:
-                del st.summaries[d]
-                modified.add((sym, d))
-                self.hist_version[sym] += 1
-            for d, day in st.days.items():
-                if d >= cur:
-                    continue
-                if day.nets is not None:
-                    day.compact()
-                    modified.add((sym, d))
-                if prev is not None and d < prev and len(day.secs):
-                    day.secs, day.amounts = type(day.secs)(day.secs.typecode), type(day.amounts)(day.amounts.typecode)
-                    modified.add((sym, d))
-                if day.trade_ids is not None and keys_from is not None and d < keys_from:
-                    day.trade_ids = None
-                    modified.add((sym, d))
-            old_units = sorted(d for d in st.units if d < oldest)
-            for d in old_units[:-1]:  # the last one before the window is the baseline of the first inflow
-                shares, nav = st.units.pop(d)
-                modified.add((sym, d))
-                self.hist_version[sym] += 1
-                aum = mul_micro(shares, nav)
-                if st.aum_folded is None or aum > st.aum_folded:
-                    st.aum_folded = aum  # the AUM record survives the pruning of its day
-                bar = self.bars.get(sym, {}).get(d)
-                if bar is not None and (bar.shares, bar.nav) != (shares, nav):
-                    # the units record wins over the bar's shares x NAV, also once the record is gone
-                    bar.shares, bar.nav = shares, nav
-                    self.hist_version[sym] += 1
-        modified = self.modified
-        for sym, bars in self.bars.items():
-            cal = self.cal.for_symbol(sym)
-            cur = self.current_day(cal, now)
-            hist = cal.last_n(cur, HISTORY_RETAIN_DAYS) if cur is not None else []
-            if not hist:
-                continue
-            old = [d for d in bars if d < hist[0]]
-            for d in old:
-                del bars[d]
-                modified.add((sym, d))
-            if old:
-                self.hist_version[sym] += 1
-        sb_cal = self.cal["SB"]
-        cur = self.current_day(sb_cal, now)
-        if cur is None:
-            return
-        keep = sb_cal.last_n(cur, SB_RETAIN_DAYS)
-        oldest = keep[0] if keep else cur
-        keys_from = self._oldest_day("SB", self._day_of(slowest)) if slowest is not None else None
-        for sym, sb in self.sb.items():
-            for d in [d for d in sb.days if d < oldest]:
-                del sb.days[d]
-                modified.add((sym, d))
-            if keys_from is not None:
-                for d, sday in sb.days.items():
-                    if d < keys_from and sday.seqs is not None:
-                        sday.seqs = None
-                        modified.add((sym, d))
+        """Bound memory (consumers.retention): run at every housekeeping tick and checkpoint."""
+        retention.prune(self)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from consumers import views
 from consumers.codec import read_state
-from consumers.engine import ETF_RETAIN_DAYS
+from consumers.retention import ETF_RETAIN_DAYS
 from harness.docs import symbol_doc
 from monitor.bus.memory import MemoryBus
 from monitor.config import Config
