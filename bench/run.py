@@ -27,9 +27,11 @@ from bench.common import REPO, env
 # stocks on a heavy day, 1,200 ETFs trading every ~2.5 s and 550 stocks ticking every minute per
 # channel: 7.27M events a day. Quick mode scales the symbols down by 20, not the rates.
 FULL = {"etfs": 2000, "stocks": 500, "mem_days": 5, "mem_etfs": 1200, "mem_stocks": 550,
-        "latency_s": 60.0, "warmup_s": 5.0, "scrape_every": 2.0, "repeat": 2, "scrapes": 20, "quix_events": 100_000, "recovery_live_s": 60.0}
+        "latency_s": 60.0, "warmup_s": 5.0, "scrape_every": 2.0, "repeat": 2, "scrapes": 20, "quix_events": 100_000,
+        "recovery_live_s": 60.0}
 QUICK = {"etfs": 200, "stocks": 50, "mem_days": 3, "mem_etfs": 60, "mem_stocks": 28,
-         "latency_s": 10.0, "warmup_s": 2.0, "scrape_every": 0.5, "repeat": 1, "scrapes": 5, "quix_events": 15_000, "recovery_live_s": 10.0}
+         "latency_s": 10.0, "warmup_s": 2.0, "scrape_every": 0.5, "repeat": 1, "scrapes": 5, "quix_events": 15_000,
+         "recovery_live_s": 10.0}
 MEM_TRADE_INTERVAL_S, MEM_TICK_INTERVAL_S = 2.5, 60.0
 RSS_LIMIT_MB = 512.0  # deploy/k8s/consume.yaml's memory limit is set from this budget
 RECOVERY_LIMIT_S = 30.0
