@@ -232,7 +232,7 @@ class KafkaBus:
         try:
             reader.assign(tps)
             reader.seek_to_beginning(*tps)
-            ends = reader.end_offsets(tps)
+            ends = list_offsets(reader, "end_offsets", tps)
             pending = {tp for tp in tps if ends[tp] > reader.position(tp)}
             while pending:
                 for recs in reader.poll(timeout_ms=500, max_records=5000).values():
@@ -248,6 +248,48 @@ class KafkaBus:
             self._producer.flush(timeout=10)
             self._producer.close(timeout=10)
             self._producer = None
+
+
+OFFSETS_ATTEMPT_MS = 2_000  # one ListOffsets attempt; normally answered in milliseconds
+OFFSETS_DEADLINE_S = 30.0  # all attempts: kafka-python's own default for one call
+
+
+def list_offsets(consumer: KafkaConsumer, which: str, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """``consumer.beginning_offsets`` / ``end_offsets`` that survive a leader moving to another live broker.
+
+    kafka-python sends ListOffsets to the leader it has cached; when that broker is alive but no longer
+    the leader it answers NOT_LEADER_OR_FOLLOWER, and kafka-python re-sends to the same broker in a
+    tight loop without refreshing its metadata until the whole timeout (30 s) is spent. That happens
+    whenever leadership moves between running brokers: a preferred-leader election after a broker
+    comes back, a controlled shutdown. Short attempts with a metadata refresh between them bound the
+    stall to about one attempt; the total wait stays ``OFFSETS_DEADLINE_S``.
+    """
+    call = getattr(consumer, which)
+    deadline = time.monotonic() + OFFSETS_DEADLINE_S
+    while True:
+        left_ms = int((deadline - time.monotonic()) * 1000)
+        try:
+            return call(tps, timeout_ms=max(1, min(OFFSETS_ATTEMPT_MS, left_ms)))
+        except KafkaTimeoutError:
+            if left_ms <= OFFSETS_ATTEMPT_MS:
+                raise
+            log.debug("%s of %d partition(s) timed out; refreshing metadata and retrying", which, len(tps))
+            _refresh_metadata(consumer, OFFSETS_ATTEMPT_MS)
+
+
+def _refresh_metadata(consumer: KafkaConsumer, timeout_ms: int) -> None:
+    """Fetch fresh cluster metadata (leaders) and wait for it, at most ``timeout_ms``.
+
+    kafka-python has no public call for this with a bound (``topics()`` waits without one), so this
+    uses its cluster and network objects when they are there (kafka-python 3) and does nothing otherwise.
+    """
+    cluster, net, manager = (getattr(consumer, a, None) for a in ("_cluster", "_net", "_manager"))
+    if cluster is None or net is None or manager is None:
+        return
+    try:
+        net.run(manager.wait_for, cluster.request_update(), timeout_ms)
+    except Exception as exc:  # noqa: BLE001 - the next attempt reports what matters
+        log.debug("metadata refresh failed: %r", exc)
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -308,11 +350,12 @@ class KafkaGroupConsumer:
         return self._c.position(TopicPartition(*tp))
 
     def beginning_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
-        found = self._c.beginning_offsets([TopicPartition(*t) for t in tps])
+        found = list_offsets(self._c, "beginning_offsets", [TopicPartition(*t) for t in tps])
         return {(tp.topic, tp.partition): o for tp, o in found.items()}
 
     def end_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
-        return {(tp.topic, tp.partition): o for tp, o in self._c.end_offsets([TopicPartition(*t) for t in tps]).items()}
+        found = list_offsets(self._c, "end_offsets", [TopicPartition(*t) for t in tps])
+        return {(tp.topic, tp.partition): o for tp, o in found.items()}
 
     def close(self) -> None:
         try:

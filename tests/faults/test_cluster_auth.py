@@ -58,7 +58,7 @@ def test_the_right_password_over_tls_is_let_in(kafka_cluster: KafkaCluster) -> N
 ])
 def test_a_client_without_the_right_password_or_without_tls_is_refused(kafka_cluster: KafkaCluster,
                                                                         overrides: dict[str, Any]) -> None:
-    with pytest.raises(Exception):  # noqa: B017, PT011 - kafka-python raises per protocol stage (SASL, TLS, timeout)
+    with pytest.raises(Exception):  # noqa: B017 - kafka-python raises per protocol stage (SASL, TLS, timeout)
         admin_with(kafka_cluster, **overrides)
 
 

@@ -11,6 +11,9 @@ the configured replication), so what it counts is only what it sent.
 3. two nodes down (below min ISR): the push ingestor stays alive (/healthz), says the bus is unavailable
    (/readyz 503, fundflow_bus_available 0), answers 503 + Retry-After instead of taking what it cannot make
    durable; when a node returns, what it had buffered goes through, none lost.
+
+Plus the client-level cause of a stall seen in (1): offsets asked of a leader that moved to another live
+node (``test_offsets_follow_a_leader_moved_between_live_nodes``).
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ import orjson
 
 from harness.fundflow import ConsumerProc, IngestProc, http
 from harness.services import KafkaCluster, wait_until
+from monitor.bus import ALL_TOPICS
 from monitor.events import TOPICS
 from monitor.simulator import Scenario, generate
-from tests.faults.cluster import GROUP_PREFIX, PushClient, env, fresh_topics, most_leaders, reader
+from tests.faults.cluster import GROUP_PREFIX, PushClient, env, fresh_topics, kafka_config, most_leaders, reader
 from tests.faults.pipeline import EVENT_TOPICS, business_lines, clean_run, event_ids, identity, read_all, wait_drained
 from tests.faults.test_restarts import Feeds, account
 
@@ -36,9 +40,9 @@ def tape() -> list[dict[str, Any]]:
     return list(generate(DAY))
 
 
-def consumer_proc(cluster: KafkaCluster, name: str, tmp_path: Any) -> ConsumerProc:
+def consumer_proc(cluster: KafkaCluster, name: str, tmp_path: Any, **extra: str) -> ConsumerProc:
     proc = ConsumerProc(cluster.bootstrap, GROUP_PREFIX + name, tmp_path / "consumer.log",
-                        env=env(cluster, "consumer")).start()
+                        env=env(cluster, "consumer", **extra)).start()
     proc.wait_ready(120)
     return proc
 
@@ -67,6 +71,12 @@ def buffered(proc: IngestProc) -> float:
                if fam.name == "fundflow_ingest_buffered_events" for s in fam.samples)
 
 
+def leaders_moved(cluster: KafkaCluster, node_id: int) -> bool:
+    """Every partition of fundflow's topics has a live leader other than ``node_id``."""
+    return all(0 <= leader != node_id for parts in cluster.describe(ALL_TOPICS).values()
+               for leader, _, _ in parts.values())
+
+
 def mark(t0: float, what: str) -> None:
     print(f"[{time.monotonic() - t0:6.1f}s] {what}", flush=True)
 
@@ -79,7 +89,8 @@ def test_leader_failover_kill9_then_restart_loses_nothing(kafka_cluster: KafkaCl
     fresh_topics(cluster)
     mq = mosquitto_factory()
     t0 = time.monotonic()
-    consumer = consumer_proc(cluster, "failover", tmp_path)
+    # checkpoints every 2 s instead of 30: several of them fall into the outage, against moved leaders
+    consumer = consumer_proc(cluster, "failover", tmp_path, FUNDFLOW_KAFKA__CHECKPOINT_INTERVAL_S="2")
     mqtt = IngestProc("mqtt", cluster.bootstrap, tmp_path / "mqtt.log",
                       ["--host", mq.host, "--port", str(mq.port), "--topic", "md/#", "--client-id", "failover-mqtt",
                        "--backoff-max-s", "1"], env=env(cluster, "ingest")).start()
@@ -94,9 +105,15 @@ def test_leader_failover_kill9_then_restart_loses_nothing(kafka_cluster: KafkaCl
     victim = cluster.node(most_leaders(cluster, TOPICS["trade"]))
     mark(t0, f"kill -9 node {victim.node_id}")
     victim.kill()
-    feeds.send(phases[1], 1)
+    feeds.send(phases[1], 1)  # at once: the dead node still leads its partitions for broker.session.timeout.ms
+    wait_until(lambda: leaders_moved(cluster, victim.node_id), 60, f"partitions led by node {victim.node_id} moved")
+    mark(t0, "leaders moved")
     feeds.send(phases[2], 2)
-    mark(t0, "restart")
+    # the pipeline works on two nodes: everything sent so far applied while the victim is still down
+    so_far = len({identity(e) for e in events[:3 * len(events) // 4]})
+    wait_until(lambda: consumer.status()["events"]["applied"] >= so_far, 120, "applied on two nodes")
+    mark(t0, f"{so_far} events applied on two nodes; checkpoints failed so far: "
+             f"{consumer.log_text().count('checkpoint failed')}; restart")
     victim.start()
     mark(t0, f"node {victim.node_id} back after {victim.start_seconds:.1f}s")
     feeds.send(phases[3], 3)
@@ -212,4 +229,58 @@ def test_two_brokers_down_push_refuses_with_retry_after_then_delivers(kafka_clus
     assert push.stop() == 0
     ledger.add("cluster: two nodes down", in_=sum(on_topics.values()), applied=len(events),
                duplicates=sum(on_topics.values()) - len(events), restarts=2,
-               note=f"{held:.0f} buffered during the outage, {client.retries()} bodies refused with 503")
+               note=f"{held:.0f} buffered during the outage, then pushes refused with 503 + Retry-After")
+
+
+def test_offsets_follow_a_leader_moved_between_live_nodes(kafka_cluster: KafkaCluster) -> None:
+    """The consumer's end/beginning offsets answer within one short attempt after leadership moves.
+
+    Leadership moves between running nodes (here: replicas reordered, then a preferred-leader election,
+    which Kafka also runs by itself after a restarted node is back). kafka-python alone keeps asking
+    the old leader, which answers NOT_LEADER_OR_FOLLOWER, for its whole 30 s timeout: the consumer's
+    loop (lag refresh, recovery on assignment) stalled that long.
+    """
+    from kafka import TopicPartition
+    from kafka.admin import NewTopic
+
+    from monitor.bus.kafka import OFFSETS_ATTEMPT_MS, KafkaBus
+
+    cluster = kafka_cluster
+    topic = "harness.leader-moves"
+    admin = cluster.admin()
+    try:
+        if topic in admin.list_topics():
+            admin.delete_topics([topic], timeout_ms=30_000)
+            wait_until(lambda: topic not in admin.list_topics(), 30, "old topic deleted")
+        admin.create_topics([NewTopic(topic, 3, 3, topic_configs={"min.insync.replicas": "2"})])
+    finally:
+        admin.close()
+    cluster.wait_in_sync([topic])
+    bus = KafkaBus(kafka_config(cluster))
+    for i in range(30):
+        bus.produce(topic, None, b"x", partition=i % 3)
+    bus.flush(30)
+    consumer = bus.consumer("cluster-leader-moves", [topic])
+    tps = [(topic, p) for p in range(3)]
+    try:
+        assert consumer.end_offsets(tps) == {tp: 10 for tp in tps}  # leaders cached
+        before = {p: replicas for p, (_, replicas, _) in cluster.describe([topic])[topic].items()}
+        moved = {p: replicas[1:] + replicas[:1] for p, replicas in before.items()}  # next replica preferred
+        admin = cluster.admin()
+        try:
+            admin.alter_partition_reassignments({TopicPartition(topic, p): r for p, r in moved.items()})
+            wait_until(lambda: {p: r for p, (_, r, _) in cluster.describe([topic])[topic].items()} == moved, 30,
+                       "replicas reordered")
+            admin.elect_leaders(0, [topic], raise_errors=False)
+        finally:
+            admin.close()
+        wait_until(lambda: all(leader == moved[p][0] for p, (leader, _, _) in cluster.describe([topic])[topic].items()),
+                   30, "leaders moved to live nodes")
+        t0 = time.monotonic()
+        assert consumer.end_offsets(tps) == {tp: 10 for tp in tps}
+        assert consumer.beginning_offsets(tps) == {tp: 0 for tp in tps}
+        took = time.monotonic() - t0
+        assert took < 2 * OFFSETS_ATTEMPT_MS / 1000 + 3, f"offsets took {took:.1f}s after the leader moved"
+    finally:
+        consumer.close()
+        bus.close()
