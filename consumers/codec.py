@@ -14,8 +14,9 @@ Contract (what a checkpoint guarantees, and how a reader must treat the records)
   generation is at most the marker's: a checkpoint cut short by a crash is ignored as a whole.
 * **Double-buffered keys.** Consecutive versions of one record alternate between two keys (``…|0``,
   ``…|1``), so compaction can never remove the last complete version while a newer, possibly
-  incomplete one exists. Records of an incomplete checkpoint found at recovery are rewritten (or
-  deleted) by the next checkpoint, before its marker.
+  incomplete one exists. Once a checkpoint is complete, the next one deletes the versions it
+  superseded. Records of an incomplete checkpoint found at recovery are rewritten (or deleted) by
+  the next checkpoint, before its marker.
 * **Bounded.** Records of days that leave the engine are deleted (tombstones on both keys), so the
   compacted topic holds the retained state, not history.
 * **Namespaced.** Keys start with the consumer group: groups never read or overwrite each other's
@@ -137,7 +138,10 @@ class StateWriter:
         self.versions: dict[str, dict[str, dict[str, int]]] = {}  # symbol -> date -> part -> versions written
         self.gen: dict[int, int] = {}  # partition -> generation of its last checkpoint
         self.full: set[DayKey] = set()  # days to write whole (every chunk): after a load or a failed write
-        self.repair: dict[int, list[tuple[str, str, str, int]]] = {}  # partition -> orphan keys to delete
+        # partition -> keys to delete at the next checkpoint: an unfinished checkpoint's orphans, and the
+        # versions the last checkpoint superseded
+        self.repair: dict[int, list[tuple[str, str, str, int]]] = {}
+        self._put_partition: dict[tuple[str, str, str], int] = {}  # the partition of each record of an encode
         self.rewrite: set[str] = set()  # symbols whose symbol record must be written again (an orphan of it)
 
     # -- writing ------------------------------------------------------------------------
@@ -153,7 +157,8 @@ class StateWriter:
         """
         out: list[Produced] = []
         bumps: dict[tuple[str, str, str], int] = {}
-        for p, parts in self.repair.items():  # orphans first: a rewrite of the same key comes after
+        self._put_partition = {}
+        for p, parts in self.repair.items():  # deletes first: a rewrite of the same key comes after
             gen = gen_of.get(p)
             if gen is None:
                 continue
@@ -181,6 +186,7 @@ class StateWriter:
              bumps: dict[tuple[str, str, str], int]) -> Produced:
         v = self._version(symbol, date, part) + 1
         bumps[(symbol, date, part)] = v
+        self._put_partition[(symbol, date, part)] = p
         if doc is None:
             return (p, record_key(self.group, symbol, date, part, v), None)
         doc["symbol"], doc["date"], doc["gen"], doc["v"] = symbol, date, gen, v
@@ -259,6 +265,13 @@ class StateWriter:
             self.full.discard((symbol, day))
         for p in gens:
             self.repair.pop(p, None)
+        # the version each record had before this checkpoint is no longer needed: deleted by the next
+        # one (a checkpoint that never completes leaves this one's versions to choose), so the topic
+        # holds about one version of each record, not two
+        for base, v in bumps.items():
+            p = self._put_partition.get(base)
+            if v > 1 and p is not None:
+                self.repair.setdefault(p, []).append((*base, v - 1))
         self.rewrite = {s for s in self.rewrite if bumps.get((s, SYMBOL_DAY, SYMBOL_PART)) is None}
         self.gen.update(gens)
 
