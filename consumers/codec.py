@@ -363,8 +363,8 @@ class StateWriter:
 
     def apply_marker(self, marker: Marker, streams: Mapping[str, Hashable]) -> None:
         eng = self.engine
-        if marker.as_of_ms is not None and (eng.as_of_ms is None or marker.as_of_ms > eng.as_of_ms):
-            eng.as_of_ms = marker.as_of_ms
+        if marker.as_of_ms is not None:
+            eng.restore_clock(marker.as_of_ms)
         for topic, clock in marker.stream_clocks.items():
             stream = streams.get(topic)
             if stream is not None:

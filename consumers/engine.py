@@ -284,6 +284,12 @@ class Engine:
         return "applied"
 
     # -- clock ----------------------------------------------------------------
+    def restore_clock(self, as_of_ms: int) -> None:
+        """The stream clock of a loaded checkpoint (it never moves back)."""
+        if self.as_of_ms is None or as_of_ms > self.as_of_ms:
+            self.as_of_ms = as_of_ms
+            self._as_of_date = local_date(as_of_ms)
+
     def now_ms(self) -> int | None:
         """The stream clock: greatest event time, or max(that, wall clock) when live."""
         if self.live_clock:
