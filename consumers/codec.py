@@ -269,9 +269,9 @@ class StateWriter:
         # one (a checkpoint that never completes leaves this one's versions to choose), so the topic
         # holds about one version of each record, not two
         for base, v in bumps.items():
-            p = self._put_partition.get(base)
-            if v > 1 and p is not None:
-                self.repair.setdefault(p, []).append((*base, v - 1))
+            q = self._put_partition.get(base)
+            if v > 1 and q is not None:
+                self.repair.setdefault(q, []).append((*base, v - 1))
         self.rewrite = {s for s in self.rewrite if bumps.get((s, SYMBOL_DAY, SYMBOL_PART)) is None}
         self.gen.update(gens)
 
