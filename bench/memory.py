@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     state: dict[bytes, int] = {}  # the compacted state topic: key -> size of its latest value
 
     def checkpoint() -> None:
-        engine.prune()
+        runner.prune()
         records, markers, done = runner.checkpoint_records()
         for _, key, value in records + markers:
             if value is None:
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint()
             since_cp = since_prune = 0
         elif since_prune >= a.prune_every:
-            engine.prune()
+            runner.prune()
             since_prune = 0
 
     for line in sys.stdin.buffer:

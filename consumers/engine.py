@@ -356,6 +356,6 @@ class Engine:
         for s in streams:
             self.stream_clocks.pop(s, None)
 
-    def prune(self) -> None:
+    def prune(self) -> int:
         """Bound memory (consumers.retention): run at every housekeeping tick and checkpoint."""
-        retention.prune(self)
+        return retention.prune(self)

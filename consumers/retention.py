@@ -33,15 +33,17 @@ HISTORY_RETAIN_DAYS = 1500  # trading days of daily bars / traded-day summaries 
 # (EMA weights of closes older than that are below 1e-45: dropping them does not move a float)
 
 
-def prune(engine: Engine) -> None:
+def prune(engine: Engine) -> int:
     """Bound memory: expire window seconds and old days; compact the curves of days before the current
-    one; forget the dedupe keys of sessions that no longer take trades or ticks.
+    one; forget the dedupe keys of sessions that no longer take trades or ticks. Returns how many
+    day curves were compacted or dropped (a large release of memory when it is not 0).
 
     Every day changed here is marked modified, so the next checkpoint writes it as it now is.
     """
     now = engine.now_ms()
     if now is None:
-        return
+        return 0
+    released = 0
     engine.gaps.evaluate(now)
     now_sec = now // 1000
     # dedupe keys must outlive the slowest stream's accepted sessions (a lagging partition may still
@@ -82,9 +84,11 @@ def prune(engine: Engine) -> None:
                 continue
             if day.nets is not None:
                 day.compact()
+                released += 1
                 modified.add((sym, d))
             if prev is not None and d < prev and len(day.secs):
                 day.secs, day.amounts = type(day.secs)(day.secs.typecode), type(day.amounts)(day.amounts.typecode)
+                released += 1
                 modified.add((sym, d))
             if day.trade_ids is not None and etf_keys_from is not None and d < etf_keys_from:
                 day.trade_ids = None
@@ -117,7 +121,7 @@ def prune(engine: Engine) -> None:
     sb_cal = engine.cal["SB"]
     cur = engine.current_day(sb_cal, now)
     if cur is None:
-        return
+        return released
     keep = sb_cal.last_n(cur, SB_RETAIN_DAYS)
     oldest = keep[0] if keep else cur
     sb_keys_from = keys_from("SB")
@@ -130,3 +134,4 @@ def prune(engine: Engine) -> None:
                 if d < sb_keys_from and sday.seqs is not None:
                     sday.seqs = None
                     modified.add((sym, d))
+    return released

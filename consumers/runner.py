@@ -19,6 +19,7 @@ from typing import Any
 
 from consumers.codec import Marker, PartitionState, Produced, StateWriter, marker_key, read_state
 from consumers.engine import Engine
+from monitor import heap
 from monitor.bus import EVENT_TOPICS, Bus, Consumer, Record, TopicPartition
 from monitor.deadletter import deadletter_record
 from monitor.events import DEADLETTER_TOPIC, KIND_OF_TOPIC, STATE_TOPIC, Rejected, Validator
@@ -261,6 +262,11 @@ class ConsumerRunner:
         ends = consumer.end_offsets(owned) if owned else {}
         return {tp: (consumer.position(tp), ends.get(tp, 0)) for tp in owned}
 
+    def prune(self) -> None:
+        """The engine's retention; when it let go of whole day curves, the freed heap goes back too."""
+        if self.engine.prune():
+            heap.release()
+
     def _check_ready(self) -> None:
         if self.ready or not self._assigned_once:
             return
@@ -299,11 +305,11 @@ class ConsumerRunner:
                     on_batch()
                 now = time.monotonic()
                 if now - last_hk >= self.housekeeping_interval_s:
-                    self.engine.prune()
+                    self.prune()
                     await self._update_lag(loop, ex, consumer)
                     last_hk = now
                 if now - last_cp >= self.checkpoint_interval_s or (until_caught_up and idle_polls):
-                    self.engine.prune()
+                    self.prune()
                     await self._checkpoint_async(loop, ex, consumer)
                     last_cp = time.monotonic()
                     if until_caught_up and idle_polls and self.ready:
