@@ -38,31 +38,35 @@ def event(i: int) -> dict:
 def test_200_clients_while_ingesting_5000_events_per_second(kafka_factory, tmp_path, ledger) -> None:
     kb = kafka_factory()
     consumer = ConsumerProc(kb.bootstrap, "load", tmp_path / "consumer.log").start()
-    consumer.wait_ready(90)
     push = IngestProc("push", kb.bootstrap, tmp_path / "push.log").start()
-    push.wait_http()
-    total = int(RATE * SECONDS)
-    events = [event(i) for i in range(total)]
-    bodies = [b"\n".join(orjson.dumps(e) for e in events[i:i + BODY]) for i in range(0, total, BODY)]
-    # the first body before the clients start, so every symbol they ask for exists (no 404)
-    assert http("POST", push.url + "/ingest?wait=true", bodies[0])[0] == 202
-    wait_until(lambda: len(consumer.json("/api/v1/symbols")["symbols"]) == len(badinput.ETFS), 60, "symbols known")
-    result = asyncio.run(_run(consumer.url, push.url, bodies[1:]))
-    lat = sorted(result["metrics_latency"])
-    p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
-    rate = (total - BODY) / result["ingest_seconds"]
-    print(f"\nload: {CLIENTS} clients for {SECONDS:g}s: {result['requests']:,} requests, {len(lat):,} scrapes, "
-          f"scrape latency p50 {p50 * 1000:.0f} ms p99 {p99 * 1000:.0f} ms max {lat[-1] * 1000:.0f} ms; "
-          f"ingested {total:,} events at {rate:,.0f}/s; errors {dict(result['errors'])}")
-    assert not result["errors"], result["errors"]
-    assert result["ingest_status"] == {202: len(bodies) - 1}
-    assert rate >= 0.9 * RATE, f"ingest only reached {rate:,.0f} events/s"
-    wait_until(lambda: sample_sum(push.metrics(), "fundflow_ingest_buffered_events") == 0, 60, "push buffer empty")
-    status = wait_drained(consumer, total, 120)
-    assert status["events"]["applied"] == total and status["events"]["duplicates"] == 0
-    assert consumer.documents() == clean_run(events)["documents"]
-    assert consumer.alive() and push.alive()
-    assert push.stop() == 0 and consumer.stop() == 0
+    try:
+        consumer.wait_ready(90)
+        push.wait_http()
+        total = int(RATE * SECONDS)
+        events = [event(i) for i in range(total)]
+        bodies = [b"\n".join(orjson.dumps(e) for e in events[i:i + BODY]) for i in range(0, total, BODY)]
+        # the first body before the clients start, so every symbol they ask for exists (no 404)
+        assert http("POST", push.url + "/ingest?wait=true", bodies[0])[0] == 202
+        wait_until(lambda: len(consumer.json("/api/v1/symbols")["symbols"]) == len(badinput.ETFS), 60, "symbols known")
+        result = asyncio.run(_run(consumer.url, push.url, bodies[1:]))
+        lat = sorted(result["metrics_latency"])
+        p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
+        rate = (total - BODY) / result["ingest_seconds"]
+        print(f"\nload: {CLIENTS} clients for {SECONDS:g}s: {result['requests']:,} requests, {len(lat):,} scrapes, "
+              f"scrape latency p50 {p50 * 1000:.0f} ms p99 {p99 * 1000:.0f} ms max {lat[-1] * 1000:.0f} ms; "
+              f"ingested {total:,} events at {rate:,.0f}/s; errors {dict(result['errors'])}")
+        assert not result["errors"], result["errors"]
+        assert result["ingest_status"] == {202: len(bodies) - 1}
+        assert rate >= 0.9 * RATE, f"ingest only reached {rate:,.0f} events/s"
+        wait_until(lambda: sample_sum(push.metrics(), "fundflow_ingest_buffered_events") == 0, 60, "push buffer empty")
+        status = wait_drained(consumer, total, 120)
+        assert status["events"]["applied"] == total and status["events"]["duplicates"] == 0
+        assert consumer.documents() == clean_run(events)["documents"]
+        assert consumer.alive() and push.alive()
+        assert push.stop() == 0 and consumer.stop() == 0
+    finally:  # a failed assertion must not leave the processes running
+        push.stop()
+        consumer.stop()
     ledger.add("load (200 clients)", in_=total, applied=total,
                note=f"{result['requests']:,} requests, 0 errors, scrape p99 {p99 * 1000:.0f} ms")
     ledger.note(f"load: scrape latency p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms over {len(lat):,} scrapes "
