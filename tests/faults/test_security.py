@@ -137,7 +137,7 @@ class FakeConsumer(_Recorder):
     def __init__(self, *topics: str, **kw: Any) -> None:
         super().__init__(**kw)
 
-    def end_offsets(self, tps: list[Any]) -> dict[Any, int]:
+    def end_offsets(self, tps: list[Any], **kw: Any) -> dict[Any, int]:
         return {tp: 0 for tp in tps}
 
     def position(self, tp: Any) -> int:
@@ -145,6 +145,9 @@ class FakeConsumer(_Recorder):
 
 
 class FakeAdmin(_Recorder):
+    def describe_topics(self, topics: list[str]) -> list[dict[str, Any]]:
+        return [{"name": t, "error_code": 3, "partitions": []} for t in topics]  # 3: unknown, so created
+
     def list_topics(self) -> list[str]:
         from monitor.bus import ALL_TOPICS
 
