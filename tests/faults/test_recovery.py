@@ -61,8 +61,19 @@ def test_a_restart_mid_day_resumes_from_the_intraday_checkpoint(kafka_factory: A
 
     second = ConsumerProc(broker.bootstrap, "recovering", tmp_path / "second.log", env=FAST_CHECKPOINTS).start()
     try:
-        # not ready until it has the killed one's state: the first 200 already shows it
-        wait_until(lambda: _ready(second), 120, "the restarted consumer is ready")
+        # Not ready until it has the killed one's state for what it owns: whenever /readyz says 200,
+        # every symbol it serves equals the killed one's. (The killed member stays in the group until
+        # its session times out, so the restarted one may first own only some partitions.)
+        def recovered_everything() -> bool:
+            if not _ready(second):
+                return False
+            docs = second.documents()
+            if not _ready(second):  # a rebalance while reading: look again
+                return False
+            assert {s: killed_docs[s] for s in docs} == docs
+            return set(docs) == set(killed_docs)
+
+        wait_until(recovered_everything, 120, "the restarted consumer owns and has recovered every partition")
         assert second.documents() == killed_docs
         assert business_lines(second.metrics()) == killed_metrics
         replayed = second.applied()
