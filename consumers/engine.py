@@ -73,6 +73,9 @@ class Engine:
         # hours ahead of another, and against the greatest time over all of them nearly everything would
         # look late. stream -> greatest event time seen in it.
         self.stream_clocks: dict[Hashable, int] = {}
+        # the streams that carry trades and ticks (the runner's assigned partitions): until each has a
+        # clock, no day's dedupe keys may go (an unread partition may still hold any day's events)
+        self.expected_streams: set[Hashable] = set()
         self._oldest_accepted: dict[tuple[str, int], dt.date] = {}  # (calendar, clock day index) -> oldest day
         self.gaps = FeedGaps(self.grace_ms, self.now_ms)  # missing seqs per stream-day (consumers/gaps.py)
 
@@ -176,8 +179,10 @@ class Engine:
         if day is None:
             day = st.day(day_date)
         trade_ids = day.trade_ids
-        if trade_ids is None or not trade_ids.add(tid):
-            return "duplicate"  # (a day without keys is older than every accepted session: not reached)
+        if trade_ids is None:  # its keys are gone: a duplicate cannot be told from a new trade
+            raise Rejected("too_late", f"{symbol} {day_date.isoformat()}: the day no longer takes trades")
+        if not trade_ids.add(tid):
+            return "duplicate"
         if t.seq is not None:
             self.gaps.see("trade", (symbol, day_date), t.seq, ts)
         self._advance(ts, day_date, stream)
@@ -216,7 +221,9 @@ class Engine:
             st = self.sb[symbol] = SouthboundState(symbol)
         day = st.day(day_date)
         seqs = day.seqs
-        if seqs is None or not seqs.add(t.channel, t.seq):
+        if seqs is None:  # its keys are gone: a duplicate cannot be told from a new tick
+            raise Rejected("too_late", f"{symbol} {day_date.isoformat()}: the day no longer takes ticks")
+        if not seqs.add(t.channel, t.seq):
             return "duplicate"
         self.gaps.see("southbound", (symbol, t.channel, day_date), t.seq, ts)
         self._advance(ts, day_date, stream)
@@ -355,6 +362,7 @@ class Engine:
         """Streams (partitions) this process no longer reads: their clocks stop holding old keys."""
         for s in streams:
             self.stream_clocks.pop(s, None)
+            self.expected_streams.discard(s)
 
     def prune(self) -> int:
         """Bound memory (consumers.retention): run at every housekeeping tick and checkpoint."""

@@ -48,7 +48,11 @@ def prune(engine: Engine) -> int:
     now_sec = now // 1000
     # dedupe keys must outlive the slowest stream's accepted sessions (a lagging partition may still
     # send a duplicate of a day the others have left behind)
-    slowest = min(engine.stream_clocks.values()) if engine.stream_clocks else engine.as_of_ms
+    clocks = engine.stream_clocks
+    if any(s not in clocks for s in engine.expected_streams):
+        slowest = None  # a partition not read yet may still hold any day's events: every key stays
+    else:
+        slowest = min(clocks.values()) if clocks else engine.as_of_ms
     slowest_day = local_date(slowest) if slowest is not None else None
     keys_from_of: dict[str, dt.date | None] = {}  # calendar -> oldest day whose keys are still needed
 

@@ -22,10 +22,11 @@ from consumers.engine import Engine
 from monitor import heap
 from monitor.bus import EVENT_TOPICS, Bus, Consumer, Record, TopicPartition
 from monitor.deadletter import deadletter_record
-from monitor.events import DEADLETTER_TOPIC, KIND_OF_TOPIC, STATE_TOPIC, Rejected, Validator
+from monitor.events import DEADLETTER_TOPIC, KIND_OF_TOPIC, STATE_TOPIC, TOPICS, Rejected, Validator
 from monitor.stats import PipelineStats
 
 log = logging.getLogger("fundflow.consumer")
+TIMED_TOPICS = (TOPICS["trade"], TOPICS["southbound"])  # the streams whose clocks judge lateness
 
 
 class ConsumerRunner:
@@ -174,6 +175,8 @@ class ConsumerRunner:
         for tp, start in starts.items():
             self._positions[tp] = start
             self._ready_targets[tp] = ends.get(tp, 0)
+            if tp[0] in TIMED_TOPICS:
+                self.engine.expected_streams.add(tp)
         self._assign_started = started
         self.ready = False
         log.info("partitions assigned: %s (%d state records loaded)", _fmt(starts), loaded)

@@ -131,3 +131,26 @@ def test_old_days_give_back_their_keys_and_curves() -> None:
     assert etf_days[days[-2]].trade_ids is not None and etf_days[days[-2]].nets is None  # previous: keys, curve
     assert etf_days[days[-2]].turnover_until(10 * 3600 + 50) == 51 * 100_000_000  # same-time turnover, exact
     assert etf_days[days[-3]].trade_ids is None and len(etf_days[days[-3]].secs) == 0  # older: totals only
+
+
+def test_a_day_opened_by_a_daily_record_keeps_its_keys_until_its_ticks_are_read() -> None:
+    """Catching up through Kafka: the dailies partition is read ahead of the ticks partition, and the
+    trades partition is on Friday already. Wednesday's keys must stay: its ticks are still to come."""
+    s = Stream()
+    s.engine.expected_streams = {"trades", "ticks"}
+    s.add({"kind": "southbound_daily", "symbol": STOCK, "date": "2025-09-10", "buy_hkd": 5, "sell_hkd": 1})
+    s.add(trade(at("2025-09-12", "10:00:00"), 1.0, 100, "B"), stream="trades")
+    s.engine.prune()
+    assert s.add(tick(at("2025-09-10", "10:00:00"), 1.0, 0.0, 1), stream="ticks") == "applied"
+    assert s.add(tick(at("2025-09-10", "10:00:00"), 1.0, 0.0, 1), stream="ticks") == "duplicate"
+
+
+def test_an_event_for_a_day_whose_keys_are_gone_is_refused_never_counted_as_a_duplicate() -> None:
+    """Without the runner's list of streams the engine only knows the streams it has seen: an event
+    of a day whose keys went is dead-lettered as too_late (recoverable), not silently dropped."""
+    s = Stream()
+    s.add({"kind": "southbound_daily", "symbol": STOCK, "date": "2025-09-10", "buy_hkd": 5, "sell_hkd": 1})
+    s.add(trade(at("2025-09-12", "10:00:00"), 1.0, 100, "B"), stream="trades")
+    s.engine.prune()
+    assert s.add(tick(at("2025-09-10", "10:00:00"), 1.0, 0.0, 1), stream="ticks") == "too_late"
+    assert s.engine.duplicates["southbound"] == 0
