@@ -111,23 +111,33 @@ def stable_hash(key: str) -> int:
 class TradeIds:
     """Membership of one symbol-day's trade ids (see the module docstring for the layout)."""
 
-    __slots__ = ("numbered", "hashes", "recent")
+    __slots__ = ("numbered", "hashes", "recent", "_head", "_width", "_ranges")
 
     def __init__(self) -> None:
         self.numbered: dict[tuple[str, int], IntRanges] = {}  # (text before the digits, pad width) -> numbers
         self.hashes = array("q")  # sorted stable hashes of the other ids
         self.recent: set[int] = set()  # hashes not merged into the array yet
+        # the entry of ``numbered`` used last: a feed's ids of one day share their text, so the usual
+        # id is one string comparison away from its ranges (no key tuple, no hash of a new string)
+        self._head = ""
+        self._width = -1
+        self._ranges: IntRanges | None = None
 
     def add(self, tid: str) -> bool:
         """Remember ``tid``; False when it was already seen (a duplicate)."""
         head = tid.rstrip(_DIGITS)
-        digits = len(tid) - len(head)
+        split = len(head)
+        digits = len(tid) - split
         if 0 < digits <= _MAX_DIGITS:
-            key = (head, digits if tid[len(head)] == "0" else 0)
-            ranges = self.numbered.get(key)
-            if ranges is None:
-                ranges = self.numbered[key] = IntRanges()
-            return ranges.add(int(tid[len(head):]))
+            width = digits if tid[split] == "0" else 0
+            ranges = self._ranges
+            if ranges is None or width != self._width or head != self._head:
+                key = (head, width)
+                ranges = self.numbered.get(key)
+                if ranges is None:
+                    ranges = self.numbered[key] = IntRanges()
+                self._head, self._width, self._ranges = head, width, ranges
+            return ranges.add(int(tid[split:]))
         return self._add_hash(stable_hash(tid))
 
     def _add_hash(self, h: int) -> bool:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from consumers import basket as basket_mod
 from consumers import retention
 from consumers.bars import DayBar, DayView
-from consumers.etf import EtfState, trade_key
+from consumers.etf import EtfState
 from consumers.gaps import FeedGaps
 from consumers.southbound import SouthboundDay, SouthboundState
 from monitor.calendars import DAY_MS, Calendars, TradingCalendar, iso, local_date
@@ -96,7 +96,13 @@ class Engine:
                 return self._apply(ev, kind, stream)
             finally:
                 self.gaps.replaying = False
-        status = self._apply(ev, kind, stream)
+        # trades and ticks are nearly every event: dispatched here, without _apply's call
+        if type(ev) is Trade:
+            status = self._trade(ev, stream)
+        elif type(ev) is SouthboundTick:
+            status = self._tick(ev, stream)
+        else:
+            status = self._apply(ev, kind, stream)
         if status == "duplicate":
             self.duplicates[kind] += 1
         else:
@@ -165,13 +171,16 @@ class Engine:
             self._as_of_date = day_date
 
     def _trade(self, t: Trade, stream: Hashable) -> str:
-        # the per-event path: fields and attributes are read once into locals
+        # the per-event path: fields and attributes are read once into locals; _admit and _advance
+        # are called only off their usual case (an event at or after its stream's clock)
         ts, symbol, tid, amount = t.ts_ms, t.symbol, t.trade_id, t.amount
         local_ms = ts + _UTC8_MS
         day_date = self._dates.get(local_ms // DAY_MS)
         if day_date is None:
             day_date = self._day_of(ts)
-        late = self._admit(ts, day_date, stream, symbol[-2:])
+        clocks = self.stream_clocks
+        clock = clocks.get(stream)
+        late = clock is not None and ts < clock and self._admit(ts, day_date, stream, symbol[-2:])
         st = self.etf.get(symbol)
         if st is None:
             st = self._etf_state(symbol)
@@ -185,7 +194,12 @@ class Engine:
             return "duplicate"
         if t.seq is not None:
             self.gaps.see("trade", (symbol, day_date), t.seq, ts)
-        self._advance(ts, day_date, stream)
+        if clock is None or ts > clock:  # _advance, inline
+            clocks[stream] = ts
+        as_of = self.as_of_ms
+        if as_of is None or ts > as_of:
+            self.as_of_ms = ts
+            self._as_of_date = day_date
         reference = None
         if day.tick_last is None:  # first trade of the day: the previous session's last price
             prev = self.cal.for_symbol(symbol).previous(day_date)
@@ -203,7 +217,7 @@ class Engine:
             st.windows.add(ts // 1000, -amount)
         else:
             signed = 0
-        day.add_trade(trade_key(ts, tid), local_ms % DAY_MS // 1000, t.price, t.volume, amount, signed)
+        day.add_trade(ts, tid, local_ms % DAY_MS // 1000, t.price, t.volume, amount, signed)
         self.modified.add((symbol, day_date))
         as_of_date, latest_date = self._as_of_date, self.latest_date
         if (as_of_date is not None and day_date < as_of_date) or (latest_date is not None and day_date < latest_date):
@@ -211,22 +225,31 @@ class Engine:
         return "late" if late else "applied"
 
     def _tick(self, t: SouthboundTick, stream: Hashable) -> str:
-        ts, symbol = t.ts_ms, t.symbol
+        ts, symbol, channel, seq = t.ts_ms, t.symbol, t.channel, t.seq
         day_date = self._dates.get((ts + _UTC8_MS) // DAY_MS)
         if day_date is None:
             day_date = self._day_of(ts)
-        late = self._admit(ts, day_date, stream, "SB")
+        clocks = self.stream_clocks
+        clock = clocks.get(stream)
+        late = clock is not None and ts < clock and self._admit(ts, day_date, stream, "SB")
         st = self.sb.get(symbol)
         if st is None:
             st = self.sb[symbol] = SouthboundState(symbol)
-        day = st.day(day_date)
+        day = st.days.get(day_date)
+        if day is None:
+            day = st.day(day_date)
         seqs = day.seqs
         if seqs is None:  # its keys are gone: a duplicate cannot be told from a new tick
             raise Rejected("too_late", f"{symbol} {day_date.isoformat()}: the day no longer takes ticks")
-        if not seqs.add(t.channel, t.seq):
+        if not seqs.add(channel, seq):
             return "duplicate"
-        self.gaps.see("southbound", (symbol, t.channel, day_date), t.seq, ts)
-        self._advance(ts, day_date, stream)
+        self.gaps.see("southbound", (symbol, channel, day_date), seq, ts)
+        if clock is None or ts > clock:  # _advance, inline
+            clocks[stream] = ts
+        as_of = self.as_of_ms
+        if as_of is None or ts > as_of:
+            self.as_of_ms = ts
+            self._as_of_date = day_date
         day.tick_buy += t.buy
         day.tick_sell += t.sell
         self.modified.add((symbol, day_date))

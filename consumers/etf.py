@@ -81,16 +81,24 @@ class EtfDay:
     def net(self) -> int:
         return self.buy - self.sell
 
-    def add_trade(self, key: tuple[int, int, str], sec_of_day: int, price: int, volume: int, amount: int,
+    def add_trade(self, ts_ms: int, trade_id: str, sec_of_day: int, price: int, volume: int, amount: int,
                   signed: int) -> None:
+        """One trade (``signed``: its active net amount). Its :func:`trade_key` is built only when the
+        trade may become the day's first or last (its time is not strictly inside theirs)."""
         self.turnover += amount
         self.volume += volume
         last_key = self.last_key  # attributes read once: this runs for every trade
-        if last_key is None or key > last_key:
-            self.last_key, self.last = key, price
         first_key = self.first_key
-        if first_key is None or key < first_key:
-            self.first_key, self.open = key, price
+        if last_key is None or ts_ms >= last_key[0]:
+            key = (ts_ms, len(trade_id), trade_id)  # trade_key, inline
+            if last_key is None or key > last_key:
+                self.last_key, self.last = key, price
+            if first_key is None or (ts_ms <= first_key[0] and key < first_key):
+                self.first_key, self.open = key, price
+        elif first_key is None or ts_ms <= first_key[0]:  # (else: strictly inside the day's trades)
+            key = (ts_ms, len(trade_id), trade_id)
+            if first_key is None or key < first_key:
+                self.first_key, self.open = key, price
         high = self.high
         if high is None or price > high:
             self.high = price

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+_LAST_BOUND, _INF_BUCKET = LAG_BUCKETS[-1], len(LAG_BUCKETS)  # read once per event: module constants
 
 
 @dataclass
@@ -31,8 +32,7 @@ class PipelineStats:
     def observe_lag(self, seconds: float) -> None:
         """Event time to applied, into the histogram buckets (the first bound >= seconds, else +Inf).
 
-        Written as "not <=" so NaN lands in +Inf, as with a linear scan; bisect keeps it per event cheap.
+        NaN fails the "<=" and lands in +Inf, as with a linear scan; bisect keeps it per event cheap.
         """
-        i = len(LAG_BUCKETS) if not seconds <= LAG_BUCKETS[-1] else bisect_left(LAG_BUCKETS, seconds)
-        self.lag_counts[i] += 1
+        self.lag_counts[bisect_left(LAG_BUCKETS, seconds) if seconds <= _LAST_BOUND else _INF_BUCKET] += 1
         self.lag_sum += seconds
