@@ -223,10 +223,10 @@ class FeedGaps:
         return iter(self._streams)
 
     # -- state ---------------------------------------------------------------------
-    def streams_state(self, symbols: set[str]) -> list[list[Any]]:
-        """The streams of these symbols (one partition's), for its checkpoint: counts are not state."""
+    def streams_state(self, symbols: set[str] | None = None) -> list[list[Any]]:
+        """The streams (of these symbols: one partition's), for a checkpoint: counts are not state."""
         return [[st.kind, [*st.key[:-1], st.key[-1].isoformat()], st.first, st.last, [list(h) for h in st.holes]]
-                for st in self._streams.values() if st.key[0] in symbols]
+                for st in self._streams.values() if symbols is None or st.key[0] in symbols]
 
     def load_streams(self, rows: list[list[Any]]) -> None:
         """Streams from a checkpoint: a restart goes on judging holes opened before it, counting none twice."""
@@ -248,8 +248,7 @@ class FeedGaps:
             "gaps": dict(self.gaps),
             "late_fills": dict(self.late_fills),
             "days": {k: [d.isoformat() for d in days] for k, days in self._days.items()},
-            "streams": [[st.kind, [*st.key[:-1], st.key[-1].isoformat()], st.first, st.last,
-                         [list(h) for h in st.holes]] for st in self._streams.values()],
+            "streams": self.streams_state(),
         }
 
     @classmethod
@@ -262,14 +261,7 @@ class FeedGaps:
             self.gaps[k] = state["gaps"].get(k, 0)
             self.late_fills[k] = state["late_fills"].get(k, 0)
         self._days = {k: [dt.date.fromisoformat(d) for d in state["days"].get(k, [])] for k in KINDS}
-        for kind, key, first, last, holes in state["streams"]:
-            skey = (*key[:-1], dt.date.fromisoformat(key[-1]))
-            st = self._streams[skey] = _Stream(kind, skey, first)
-            st.last = last
-            st.holes = [list(h) for h in holes]
-            st.undecided = sum(h[1] - h[0] + 1 for h in st.holes if not h[3])
-            if st.undecided:
-                self._undecided.add(st)
+        self.load_streams(state["streams"])
         return self
 
 
