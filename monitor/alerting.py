@@ -94,7 +94,9 @@ class AlertState:
 class AlertEvaluator:
     """Evaluates the business alerts of the spec, at most once per ``interval_s`` of wall time."""
 
-    def __init__(self, cfg: AlertsConfig, interval_s: float = 5.0,
+    # An evaluation computes every symbol's view (as a /metrics render does, ~0.1 s for the whole market)
+    # on the consumer's event loop; the alerts' ``for:`` are minutes, so every 30 s is precise enough.
+    def __init__(self, cfg: AlertsConfig, interval_s: float = 30.0,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         by_name = {a.name: a for a in ALERTS}
         self.rules = {name: Rule.of(by_name[name], cfg) for name in SOUTHBOUND_ALERTS + ETF_ALERTS}
