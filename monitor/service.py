@@ -44,7 +44,8 @@ class Service:
         self.metrics = Exposition(self.engine, self.stats, self.market_clock_ms)
         # /readyz of a process that does not consume (``fundflow ingest``): its own notion of ready
         self.readiness: Callable[[], bool] | None = None
-        self.alerts = AlertEvaluator(config.alerts)
+        # the demo's simulated clock runs minutes a second (and its symbols are few): evaluate often there
+        self.alerts = AlertEvaluator(config.alerts, interval_s=5.0 if simulated_market else 30.0)
 
     def publisher(self, source: str) -> Publisher:
         return Publisher(self.bus, self.validator, self.stats, source)
