@@ -285,6 +285,9 @@ class StateWriter:
         """Put one partition's records into the engine; returns the symbols found."""
         eng = self.engine
         self.gen[partition] = max(self.gen.get(partition, 0), state.max_gen)
+        # deletes planned while this process owned the partition before are void: another owner may have
+        # written those keys since
+        self.repair.pop(partition, None)
         heads: dict[tuple[str, str], dict[str, Any]] = {}
         chunks: dict[tuple[str, str], list[dict[str, Any]]] = {}
         symbols: set[str] = set()
@@ -372,10 +375,12 @@ class StateWriter:
         eng.gaps.load_streams(marker.gap_streams)
 
     def forget(self, symbols: Iterable[str]) -> None:
-        for s in symbols:
-            self.versions.pop(s, None)
+        """Symbols of partitions this process no longer owns."""
         gone = set(symbols)
+        for s in gone:
+            self.versions.pop(s, None)
         self.full = {k for k in self.full if k[0] not in gone}
+        self.rewrite -= gone
 
 
 def _midnight_s(day: dt.date) -> int:
