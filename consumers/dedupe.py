@@ -88,10 +88,6 @@ class IntRanges:
     def nbytes(self) -> int:
         return (len(self.starts) + len(self.ends)) * 8
 
-    def gaps(self) -> list[tuple[int, int]]:
-        """The missing ranges between the first and the last member."""
-        return list(zip(self.ends[:-1], self.starts[1:], strict=True))
-
     def to_state(self) -> list[int]:
         return list(chain.from_iterable(zip(self.starts, self.ends, strict=True)))
 

@@ -54,7 +54,7 @@ class EtfDay:
 
     __slots__ = ("turnover", "volume", "buy", "sell", "first_key", "open", "last_key", "last",
                  "high", "low", "secs", "amounts", "nets", "cumulative", "tick_last", "tick_prev", "trade_ids",
-                 "dirty", "versions")
+                 "dirty")
 
     def __init__(self) -> None:
         self.turnover = 0
@@ -75,7 +75,6 @@ class EtfDay:
         self.tick_prev: int | None = None  # ... and the last price different from it
         self.trade_ids: TradeIds | None = TradeIds()  # None once the day no longer accepts trades
         self.dirty: set[int] = set()  # curve chunks changed since the last checkpoint
-        self.versions: dict[str, int] = {}  # checkpoint record -> times written (see consumers.codec)
 
     @property
     def net(self) -> int:
@@ -182,12 +181,6 @@ class EtfDay:
         if self.cumulative:
             return self.amounts[i - 1] if i else 0
         return sum(self.amounts[:i])
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held per trade-dependent structure (the curve and the dedupe keys)."""
-        curve = self.secs.itemsize * len(self.secs) + 8 * len(self.amounts) + (8 * len(self.nets) if self.nets else 0)
-        return curve + (self.trade_ids.nbytes if self.trade_ids is not None else 0)
 
     # -- checkpoint state: scalars (with the dedupe keys) and the curve in chunks --------------
     def head_state(self) -> dict[str, Any]:

@@ -14,14 +14,13 @@ from consumers.dedupe import SeqSets
 
 
 class SouthboundDay:
-    __slots__ = ("tick_buy", "tick_sell", "daily", "seqs", "versions")
+    __slots__ = ("tick_buy", "tick_sell", "daily", "seqs")
 
     def __init__(self) -> None:
         self.tick_buy = 0
         self.tick_sell = 0
         self.daily: tuple[int, int] | None = None  # (buy, sell) micro-HKD
         self.seqs: SeqSets | None = SeqSets()  # None once the day no longer accepts ticks
-        self.versions: dict[str, int] = {}  # checkpoint record -> times written (see consumers.codec)
 
     @property
     def net(self) -> int:

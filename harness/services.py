@@ -601,24 +601,34 @@ class KafkaBroker(Service):
         props.update(self.extra_config)
         return props
 
+    format_heap = "256m"
+
+    def format_args(self) -> list[str]:
+        """StorageTool's arguments besides the config: a single node is its own quorum."""
+        return ["--standalone", f"--cluster-id={self.cluster_id}"]
+
+    def secrets(self) -> list[str]:
+        """Strings masked in a failed format's output."""
+        return []
+
     def prepare(self) -> None:
         self._java = _require("java", "Java 17 is needed for Kafka")
         self.libs  # noqa: B018 - resolves (and fetches) the jars or raises MissingBinary
-        text = "".join(f"{k}={v}\n" for k, v in self.properties().items())
-        self.config_path.write_text(text)
-        if not (self.data_dir / "meta.properties").exists():
-            t0 = time.monotonic()
-            proc = subprocess.run(
-                [*self._java_cmd(heap="256m"), "kafka.tools.StorageTool", "format",
-                 "--standalone", f"--cluster-id={self.cluster_id}", "-c", str(self.config_path)],
-                cwd=self.workdir, capture_output=True, text=True, timeout=120,
-            )
-            if proc.returncode != 0:
-                raise ServiceError(
-                    f"kafka StorageTool format failed (exit {proc.returncode}):\n"
-                    f"{(proc.stdout + proc.stderr)[-4000:]}"
-                )
-            self.format_seconds = time.monotonic() - t0
+        self.config_path.write_text("".join(f"{k}={v}\n" for k, v in self.properties().items()))
+        if (self.data_dir / "meta.properties").exists():
+            return
+        t0 = time.monotonic()
+        proc = subprocess.run(
+            [*self._java_cmd(heap=self.format_heap), "kafka.tools.StorageTool", "format", "-c",
+             str(self.config_path), *self.format_args()],
+            cwd=self.workdir, capture_output=True, text=True, timeout=120,
+        )
+        if proc.returncode != 0:
+            out = proc.stdout + proc.stderr
+            for secret in self.secrets():
+                out = out.replace(secret, "***")
+            raise ServiceError(f"kafka StorageTool format failed (exit {proc.returncode}):\n{out[-4000:]}")
+        self.format_seconds = time.monotonic() - t0
 
     def _java_cmd(self, heap: str) -> list[str]:
         assert self._java
@@ -857,26 +867,16 @@ class KafkaClusterNode(KafkaBroker):
         props.update(self.extra_config)
         return props
 
-    def prepare(self) -> None:
-        self._java = _require("java", "Java 17 is needed for Kafka")
-        self.libs  # noqa: B018 - resolves (and fetches) the jars or raises MissingBinary
-        self.config_path.write_text("".join(f"{k}={v}\n" for k, v in self.properties().items()))
-        if (self.data_dir / "meta.properties").exists():
-            return
-        t0 = time.monotonic()
+    format_heap = "128m"
+
+    def format_args(self) -> list[str]:
+        """The cluster's id and its SCRAM users, written into every node's metadata at format time."""
         scram = [arg for user, password in self.cluster.users.items()
                  for arg in ("--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]")]
-        proc = subprocess.run(
-            [*self._java_cmd(heap="128m"), "kafka.tools.StorageTool", "format",
-             f"--cluster-id={self.cluster.cluster_id}", "-c", str(self.config_path), *scram],
-            cwd=self.workdir, capture_output=True, text=True, timeout=120,
-        )
-        if proc.returncode != 0:
-            out = proc.stdout + proc.stderr
-            for password in self.cluster.users.values():
-                out = out.replace(password, "***")
-            raise ServiceError(f"kafka StorageTool format failed (exit {proc.returncode}):\n{out[-4000:]}")
-        self.format_seconds = time.monotonic() - t0
+        return [f"--cluster-id={self.cluster.cluster_id}", *scram]
+
+    def secrets(self) -> list[str]:
+        return list(self.cluster.users.values())
 
     def _java_cmd(self, heap: str) -> list[str]:
         # a small initial heap, serial GC and the C1 compiler only: three JVMs share two cores
