@@ -10,7 +10,7 @@ monitor.metrics (Prometheus). Pure: no I/O.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from typing import Literal
@@ -51,6 +51,13 @@ class EtfView:
     last_price: int | None
     price_change_ratio: float | None
     aum: int | None
+    # net inflow by the aggressor order's size class (small/medium/large/super_large), every window of net_inflow;
+    # main = large + super_large; the classes sum to net_inflow exactly
+    order_net_inflow: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    main_net_inflow: dict[str, int | None] = field(default_factory=dict)
+    main_ratio_1d: float | None = None  # (main buy + main sell amount) / turnover, today
+    iopv: int | None = None  # the latest IOPV of today by event time (micro-CNY)
+    premium_ratio: float | None = None  # last price / iopv - 1
 
 
 @dataclass(frozen=True, slots=True)

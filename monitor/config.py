@@ -130,6 +130,9 @@ class AlertsConfig:
     # From the environment: FUNDFLOW_ALERTS__FOR_OVERRIDES="FundflowFeedStalled=2m,FundflowConsumerLagHigh=10m"
     for_overrides: dict[str, str] = field(default_factory=dict)
     evaluation_interval: str = "1m"  # Grafana-managed rule groups; Prometheus uses its global evaluation_interval
+    main_net_inflow_1d_cny: float = 200_000_000.0  # FundflowEtfMainNetInflow / ...Outflow: |main net 1d| >= this
+    premium_ratio: float = 0.01  # FundflowEtfPremiumHigh: |last / IOPV - 1| >= this
+    quota_used_ratio: float = 0.8  # FundflowSouthboundQuotaNearlyUsed: 1 - balance / quota >= this
 
 
 @dataclass
@@ -145,6 +148,21 @@ class BasketConfig:
 
 
 @dataclass
+class FlowsConfig:
+    """``[flows]``: order-size classes by the aggressor order's amount today, CNY (small < b0 <= medium < b1 <=
+    large < b2 <= super_large)."""
+
+    order_class_bounds: list[float] = field(default_factory=lambda: [50_000.0, 200_000.0, 1_000_000.0])
+
+
+@dataclass
+class SectorsConfig:
+    """``[sectors]``: a CSV with columns ``symbol,sector`` (ETFs and HK stocks; one sector a symbol)."""
+
+    csv: str = ""
+
+
+@dataclass
 class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
@@ -152,6 +170,8 @@ class Config:
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     baskets: BasketConfig = field(default_factory=BasketConfig)
+    flows: FlowsConfig = field(default_factory=FlowsConfig)
+    sectors: SectorsConfig = field(default_factory=SectorsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-source options, free-form
 

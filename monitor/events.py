@@ -31,6 +31,8 @@ TOPICS: dict[str, str] = {
     "southbound": "fundflow.southbound.flows",
     "southbound_daily": "fundflow.southbound.daily",
     "bar": "fundflow.bars",
+    "iopv": "fundflow.etf.iopv",
+    "southbound_quota": "fundflow.southbound.quota",
 }
 DATE_KINDS = frozenset({"units", "southbound_daily", "bar"})  # events keyed by a date, not a timestamp
 KIND_OF_TOPIC = {topic: kind for kind, topic in TOPICS.items()}
@@ -91,6 +93,8 @@ class Trade:
     side: str | None  # "B", "S" or None (tick rule)
     trade_id: str
     seq: int | None = None  # the feed's sequence number per symbol and day, when it numbers trades (gap detection)
+    buy_order_id: str | None = None  # tick-by-tick data: the order numbers of both sides
+    sell_order_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -101,6 +105,10 @@ class Trade:
             d["side"] = self.side
         if self.seq is not None:
             d["seq"] = self.seq
+        if self.buy_order_id is not None:
+            d["buy_order_id"] = self.buy_order_id
+        if self.sell_order_id is not None:
+            d["sell_order_id"] = self.sell_order_id
         return d
 
 
@@ -173,7 +181,35 @@ class Bar:
         return d
 
 
-Event = Trade | Units | SouthboundTick | SouthboundDaily | Bar
+@_event
+class Iopv:
+    """An ETF's indicative optimized portfolio value, published by the exchange every 15 s."""
+
+    kind: ClassVar[str] = "iopv"
+    symbol: str
+    ts_ms: int
+    iopv: int  # micro-CNY per share
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "iopv", "symbol": self.symbol, "ts": self.ts_ms, "iopv": from_micro(self.iopv)}
+
+
+@_event
+class SouthboundQuota:
+    """A Stock Connect southbound channel's daily quota and the balance left, published through the day."""
+
+    kind: ClassVar[str] = "southbound_quota"
+    channel: str  # "SH" or "SZ"
+    ts_ms: int
+    quota: int  # micro-CNY
+    balance: int  # micro-CNY
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "southbound_quota", "channel": self.channel, "ts": self.ts_ms,
+                "quota_cny": from_micro(self.quota), "balance_cny": from_micro(self.balance)}
+
+
+Event = Trade | Units | SouthboundTick | SouthboundDaily | Bar | Iopv | SouthboundQuota
 
 
 def from_micro(units: int) -> float:
@@ -222,6 +258,17 @@ def mul_micro(a: int, b: int) -> int:
     if 2 * r > MICRO or (2 * r == MICRO and q % 2):
         q += 1
     return q
+
+
+def _order_id(value: Any, name: str) -> str | None:
+    """An order number: absent, or a non-empty string or integer (as text), like trade_id."""
+    if value is None:
+        return None
+    if type(value) is str and value:
+        return value
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+        raise Rejected("wrong_type", f"{name} must be a non-empty string or integer")
+    return str(value)
 
 
 def _seq(value: Any) -> int:
@@ -273,10 +320,14 @@ def infer_kind(obj: Mapping[str, Any]) -> str | None:
         return "bar"
     if "shares_outstanding" in obj:
         return "units"
+    if "quota_cny" in obj:
+        return "southbound_quota"
     if "channel" in obj or "seq" in obj:
         return "southbound"
     if "buy_hkd" in obj and "date" in obj:
         return "southbound_daily"
+    if "iopv" in obj:
+        return "iopv"
     return None
 
 
@@ -302,6 +353,8 @@ class Validator:
             "southbound": self._tick,
             "southbound_daily": self._daily,
             "bar": self._bar,
+            "iopv": self._iopv,
+            "southbound_quota": self._quota,
         }
 
     # -- entry points -------------------------------------------------------
@@ -391,7 +444,31 @@ class Validator:
         seq = o.get("seq")
         if seq is not None and (type(seq) is not int or seq < 0):  # absent, or a plain int >= 0: no more checks
             seq = _seq(seq)
-        return Trade(symbol, ts, price, volume, amount, side, tid, seq)
+        buy_order = o.get("buy_order_id")
+        sell_order = o.get("sell_order_id")
+        if buy_order is not None or sell_order is not None:
+            buy_order, sell_order = _order_id(buy_order, "buy_order_id"), _order_id(sell_order, "sell_order_id")
+        return Trade(symbol, ts, price, volume, amount, side, tid, seq, buy_order, sell_order)
+
+    def _iopv(self, o: Mapping[str, Any]) -> Iopv:
+        symbol = self._symbol(o["symbol"], etf_ok=True, hk_ok=False)
+        ts = self._in_session(parse_ts(o["ts"]), self.calendars.for_symbol(symbol), symbol)
+        iopv = to_micro(o["iopv"], "iopv")
+        if iopv == 0:
+            raise Rejected("bad_number", "iopv must be > 0")
+        return Iopv(symbol, ts, iopv)
+
+    def _quota(self, o: Mapping[str, Any]) -> SouthboundQuota:
+        channel = o["channel"]
+        if channel != "SH" and channel != "SZ":
+            raise Rejected("bad_value", f"channel must be 'SH' or 'SZ', got {str(channel)[:10]!r}")
+        ts = self._in_session(parse_ts(o["ts"]), self.calendars["SB"], f"{channel} quota")
+        quota, balance = to_micro(o["quota_cny"], "quota_cny"), to_micro(o["balance_cny"], "balance_cny")
+        if quota == 0:
+            raise Rejected("bad_number", "quota_cny must be > 0")
+        if balance > quota:
+            raise Rejected("bad_value", "balance_cny must be <= quota_cny")
+        return SouthboundQuota(channel, ts, quota, balance)
 
     def _units(self, o: Mapping[str, Any]) -> Units:
         symbol = self._symbol(o["symbol"], etf_ok=True, hk_ok=True)
