@@ -61,6 +61,11 @@ def etf(v: EtfView) -> Doc:
         "last_price_cny": money(v.last_price),
         "price_change_ratio": v.price_change_ratio,
         "aum_cny": money(v.aum),
+        "order_net_inflow_cny": {c: _moneys(w) for c, w in v.order_net_inflow.items()},
+        "main_net_inflow_cny": _moneys(v.main_net_inflow),
+        "main_ratio_1d": v.main_ratio_1d,
+        "iopv_cny": money(v.iopv),
+        "premium_ratio": v.premium_ratio,
     }
 
 

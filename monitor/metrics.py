@@ -29,6 +29,7 @@ from monitor.documents import exact_money
 from monitor.stats import LAG_BUCKETS, PipelineStats
 
 P = "fundflow_"
+CLASS_WINDOWS = ("5m", "1d", "5d", "20d")  # the order-class family's windows (every class x window x ETF is a series)
 
 MICRO = 1_000_000
 
@@ -67,17 +68,19 @@ class GaugeText:
         if micros is not None:
             self.add(f'symbol="{sym}"', micros / MICRO)
 
-    def add_each(self, sym: str, label: str, values: Mapping[str, float | None], scale: int = 1) -> None:
-        """One sample per key of ``values`` / ``scale`` (None: no sample), labelled ``label`` = key and ``symbol``."""
+    def add_each(self, sym: str, label: str, values: Mapping[str, float | None], scale: int = 1,
+                 first: str = "") -> None:
+        """One sample per key of ``values`` / ``scale`` (None: no sample), labelled ``label`` = key and ``symbol``
+        (``first``: escaped pairs that sort before both, with a trailing comma)."""
         for key, value in values.items():
             if value is not None:
                 pair = f'{label}="{key}"'
-                self.add(f'{pair},symbol="{sym}"' if label < "symbol" else f'symbol="{sym}",{pair}',
+                self.add(first + (f'{pair},symbol="{sym}"' if label < "symbol" else f'symbol="{sym}",{pair}'),
                          value / scale if scale != 1 else value)
 
-    def add_money_each(self, sym: str, label: str, micros: Mapping[str, int | None]) -> None:
+    def add_money_each(self, sym: str, label: str, micros: Mapping[str, int | None], first: str = "") -> None:
         """``add_each`` of integer micros, as the currency unit."""
-        self.add_each(sym, label, micros, MICRO)
+        self.add_each(sym, label, micros, MICRO, first)
 
     def text(self, openmetrics: bool) -> str:
         help_ = self.help.replace("\\", r"\\").replace("\n", r"\n")
@@ -117,7 +120,14 @@ def _etf_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
     change = GaugeText("etf_price_change_ratio", "Last price over the previous session's last price, minus 1 (ratio).")
     last = GaugeText("etf_last_price_cny", "Last traded price today, CNY.")
     aum = GaugeText("etf_aum_cny", "Assets under management: latest shares outstanding x NAV, CNY.")
-    families += [net, creation, ratio, turnover, prev_turnover, prev_same, volume_ratio, change, last, aum]
+    main = GaugeText("etf_main_net_inflow_cny", "Active net inflow of large and super-large orders (by the aggressor "
+                     "order's amount today) over the window, CNY.")
+    by_class = GaugeText("etf_order_net_inflow_cny", "Active net inflow by order-size class of the aggressor order "
+                         "(small, medium, large, super_large) over the window (5m, 1d, 5d, 20d), CNY.")
+    iopv = GaugeText("etf_iopv_cny", "Latest IOPV (indicative value per share) published today, CNY.")
+    premium = GaugeText("etf_premium_ratio", "Last price over today's latest IOPV, minus 1 (ratio; < 0 a discount).")
+    families += [net, creation, ratio, turnover, prev_turnover, prev_same, volume_ratio, change, last, aum, main,
+                 by_class, iopv, premium]
     for symbol in sorted(engine.etf):
         yield
         v = views.etf(engine, symbol)
@@ -135,6 +145,11 @@ def _etf_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
         change.add_symbol(sym, v.price_change_ratio)
         last.add_money(sym, v.last_price)
         aum.add_money(sym, v.aum)
+        main.add_money_each(sym, "window", v.main_net_inflow)
+        for cls, windows in v.order_net_inflow.items():
+            by_class.add_money_each(sym, "window", {w: windows[w] for w in CLASS_WINDOWS}, f'class="{cls}",')
+        iopv.add_money(sym, v.iopv)
+        premium.add_symbol(sym, v.premium_ratio)
 
 
 def _signal_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
