@@ -106,9 +106,17 @@ class OrderTotals:
 
     def _merge(self) -> None:
         keys, totals = self.keys, self.totals
+        items = sorted(self.recent.items())
+        self.recent = {}
+        if not items:
+            return
+        if not keys or items[0][0] > keys[-1]:  # the usual case: exchanges number orders in time
+            keys.extend([k for k, _ in items])
+            totals.extend([t for _, t in items])
+            return
         new_keys, new_totals = array("q"), array("q")
         start = 0
-        for key, total in sorted(self.recent.items()):
+        for key, total in items:
             i = bisect_left(keys, key, start)
             new_keys += keys[start:i]
             new_totals += totals[start:i]
@@ -117,7 +125,7 @@ class OrderTotals:
             start = i
         new_keys += keys[start:]
         new_totals += totals[start:]
-        self.keys, self.totals, self.recent = new_keys, new_totals, {}
+        self.keys, self.totals = new_keys, new_totals
 
     def __len__(self) -> int:
         return len(self.keys) + len(self.recent)
