@@ -22,7 +22,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from consumers import views
+from consumers import sectors, views
 from consumers.engine import Engine
 from monitor.calendars import MARKETS
 from monitor.documents import exact_money
@@ -79,6 +79,11 @@ class GaugeText:
         """``add_each`` of integer micros, as the currency unit."""
         self.add_each(sym, label, micros, MICRO)
 
+    def add_labelled(self, labels: Mapping[str, str], value: float | None) -> None:
+        """One sample with any labels (raw values: escaped and put in label-name order here); None: no sample."""
+        if value is not None:
+            self.add(",".join(f'{k}="{escape_label(v)}"' for k, v in sorted(labels.items())), value)
+
     def text(self, openmetrics: bool) -> str:
         help_ = self.help.replace("\\", r"\\").replace("\n", r"\n")
         if openmetrics:
@@ -99,6 +104,7 @@ def business_steps(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
     yield from _etf_gauges(engine, families)
     yield from _signal_gauges(engine, families)
     yield from _southbound_gauges(engine, families)
+    yield from _sector_gauges(engine, families)
 
 
 def _etf_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
@@ -205,6 +211,32 @@ def _southbound_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[No
         streak.add_symbol(sym, v.streak_days)
         streak_sum.add_money(sym, v.streak_net_buy)
         provisional.add_money(sym, v.provisional_net_buy)
+
+
+def _sector_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
+    """Per sector of ``[sectors] csv`` with data, the sums of consumers.sectors (the /api/v1/sectors rows)."""
+    net = GaugeText("sector_net_inflow_cny", "Active net inflow summed over a sector's ETFs, last 1/5/20 trading "
+                    "days, CNY.")
+    main = GaugeText("sector_main_net_inflow_cny", "Main (large + super-large order) net inflow summed over a "
+                     "sector's ETFs, last 1/5/20 trading days, CNY.")
+    sb_net = GaugeText("sector_southbound_net_buy_hkd", "Southbound net buy summed over a sector's HK stocks, last "
+                       "1/5/20 southbound trading days, HKD.")
+    families += [net, main, sb_net]
+    totals = sectors.SectorTotals(engine)
+    for symbol in engine.sectors:
+        yield
+        totals.add(symbol)
+    by_sector: dict[str, list[tuple[str, sectors.SectorRow]]] = {}
+    for window in totals.windows:
+        for row in totals.rows(window):
+            if row.symbols:  # a sector none of whose symbols has data: no samples rather than zeros
+                by_sector.setdefault(row.sector, []).append((window, row))
+    for sector in sorted(by_sector):
+        for window, row in by_sector[sector]:
+            labels = {"sector": sector, "window": window}
+            net.add_labelled(labels, row.etf_net_inflow / MICRO)
+            main.add_labelled(labels, row.etf_main_net_inflow / MICRO)
+            sb_net.add_labelled(labels, row.southbound_net_buy / MICRO)
 
 
 class PipelineCollector(Collector):
