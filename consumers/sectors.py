@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from consumers import views
@@ -111,8 +112,13 @@ class SectorTotals:
             if sector not in self._sectors:
                 self._sectors[sector] = _Sector(len(windows))
 
-    def add(self, symbol: str) -> None:
-        """Count one symbol of ``engine.sectors`` (a symbol without a sector is ignored)."""
+    def add(self, symbol: str, etf_views: Mapping[str, views.EtfView] | None = None,
+            southbound_views: Mapping[str, views.SouthboundView] | None = None) -> None:
+        """Count one symbol of ``engine.sectors`` (a symbol without a sector is ignored).
+
+        ``etf_views`` / ``southbound_views``: views read already at this stream clock (a /metrics scrape
+        reads every symbol's for its own families), taken instead of reading them again.
+        """
         engine = self.engine
         sector = engine.sectors.get(symbol)
         if sector is None:
@@ -121,7 +127,9 @@ class SectorTotals:
         seen = False
         # ETF flows are CNY: a mainland ETF's only (an HK-listed ETF trades in HKD)
         if symbol in engine.etf and ETF_SYMBOL.fullmatch(symbol):
-            v = views.etf(engine, symbol)
+            v = etf_views.get(symbol) if etf_views is not None else None
+            if v is None:
+                v = views.etf(engine, symbol)
             if v is not None:
                 seen = True
                 for i, w in enumerate(self.windows):
@@ -130,7 +138,9 @@ class SectorTotals:
                     acc.etf_main[i] += v.main_net_inflow.get(w) or 0
                     acc.top_etf[i] = _larger(acc.top_etf[i], net, symbol)
         if symbol in engine.sb:
-            s = views.southbound(engine, symbol)
+            s = southbound_views.get(symbol) if southbound_views is not None else None
+            if s is None:
+                s = views.southbound(engine, symbol)
             if s is not None:
                 seen = True
                 for i, w in enumerate(self.windows):

@@ -70,7 +70,8 @@ async def _demo(args: argparse.Namespace) -> int:
             print(f"  as_of {iso(eng.as_of_ms) if eng.as_of_ms else '-'}  applied {sum(eng.applied.values()):,}"
                   f"  513770.SH turnover {from_micro(turnover or 0):,.0f} CNY"
                   f"  09988.HK streak {sb.streak_days if sb is not None else 0} days"
-                  + (f"  top sector 1d {top.sector} {from_micro(top.etf_net_inflow):+,.0f} CNY" if top else ""),
+                  + (f"  top sector 1d {top.sector}: ETFs {from_micro(top.etf_net_inflow):+,.0f} CNY, southbound "
+                     f"{from_micro(top.southbound_net_buy):+,.0f} HKD" if top else ""),
                   flush=True)
 
     tasks = [asyncio.create_task(svc.runner.run(stop, on_batch=svc.on_batch)), asyncio.create_task(simulate()),
