@@ -66,6 +66,7 @@ class Engine:
         self.last_event_ms: int | None = None
         self.bars: dict[str, dict[dt.date, DayBar]] = {}  # bar events per symbol and day
         self.holdings: basket_mod.Holdings = {}  # ETF -> [(constituent, weight)]
+        self.sectors: dict[str, str] = {}  # symbol -> sector ([sectors] csv; consumers/sectors.py)
         self._as_of_date: dt.date | None = None
         self.hist_version: Counter[str] = Counter()  # bumped when a symbol's closed history changes
         self.closed_cache: dict[str, tuple[tuple[Any, ...], _Closed]] = {}

@@ -22,7 +22,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from consumers import views
+from consumers import sectors, views
 from consumers.engine import Engine
 from monitor.calendars import MARKETS
 from monitor.documents import exact_money
@@ -82,6 +82,11 @@ class GaugeText:
         """``add_each`` of integer micros, as the currency unit."""
         self.add_each(sym, label, micros, MICRO, first)
 
+    def add_labelled(self, labels: Mapping[str, str], value: float | None) -> None:
+        """One sample with any labels (raw values: escaped and put in label-name order here); None: no sample."""
+        if value is not None:
+            self.add(",".join(f'{k}="{escape_label(v)}"' for k, v in sorted(labels.items())), value)
+
     def text(self, openmetrics: bool) -> str:
         help_ = self.help.replace("\\", r"\\").replace("\n", r"\n")
         if openmetrics:
@@ -99,12 +104,16 @@ def business_gauges(engine: Engine) -> list[GaugeText]:
 
 def business_steps(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
     """Fills ``families``, yielding once per symbol so that a scrape can pause between symbols."""
-    yield from _etf_gauges(engine, families)
+    # the ETF and southbound views of this scrape, read again by the sector sums (sector symbols only)
+    etf_seen: dict[str, views.EtfView] = {}
+    sb_seen: dict[str, views.SouthboundView] = {}
+    yield from _etf_gauges(engine, families, etf_seen)
     yield from _signal_gauges(engine, families)
-    yield from _southbound_gauges(engine, families)
+    yield from _southbound_gauges(engine, families, sb_seen)
+    yield from _sector_gauges(engine, families, etf_seen, sb_seen)
 
 
-def _etf_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
+def _etf_gauges(engine: Engine, families: list[GaugeText], seen: dict[str, views.EtfView]) -> Iterator[None]:
     net = GaugeText("etf_net_inflow_cny", "Active net inflow (buyer- minus seller-initiated amount) over the window "
                     "(1m..1h by event time; 1d/5d/20d trading days), CNY.")
     creation = GaugeText("etf_creation_net_inflow_cny", "Creation/redemption net inflow (change in shares outstanding "
@@ -133,6 +142,8 @@ def _etf_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
         v = views.etf(engine, symbol)
         if v is None:
             continue
+        if symbol in engine.sectors:
+            seen[symbol] = v
         sym = escape_label(symbol)
         net.add_money_each(sym, "window", v.net_inflow)
         creation.add_money_each(sym, "window", v.creation_net_inflow)
@@ -201,7 +212,8 @@ def _signal_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
         b_top.add_each(sym, "n", {k: float(w) for k, w in b.top_weight_ratio.items()})
 
 
-def _southbound_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
+def _southbound_gauges(engine: Engine, families: list[GaugeText],
+                       seen: dict[str, views.SouthboundView]) -> Iterator[None]:
     sb_net = GaugeText("southbound_net_buy_hkd", "Southbound net buy (buy - sell) over the last 1/5/20 southbound "
                        "trading days, current day included, HKD.")
     streak = GaugeText("southbound_net_buy_streak_days", "Consecutive closed southbound trading days of net buying "
@@ -215,11 +227,41 @@ def _southbound_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[No
         v = views.southbound(engine, symbol)
         if v is None:
             continue
+        if symbol in engine.sectors:
+            seen[symbol] = v
         sym = escape_label(symbol)
         sb_net.add_money_each(sym, "window", v.net_buy)
         streak.add_symbol(sym, v.streak_days)
         streak_sum.add_money(sym, v.streak_net_buy)
         provisional.add_money(sym, v.provisional_net_buy)
+
+
+def _sector_gauges(engine: Engine, families: list[GaugeText], etf_seen: Mapping[str, views.EtfView],
+                   sb_seen: Mapping[str, views.SouthboundView]) -> Iterator[None]:
+    """Per sector of ``[sectors] csv`` with data, the sums of consumers.sectors (the /api/v1/sectors rows), from
+    the views the ETF and southbound families read in this scrape."""
+    net = GaugeText("sector_net_inflow_cny", "Active net inflow summed over a sector's ETFs, last 1/5/20 trading "
+                    "days, CNY.")
+    main = GaugeText("sector_main_net_inflow_cny", "Main (large + super-large order) net inflow summed over a "
+                     "sector's ETFs, last 1/5/20 trading days, CNY.")
+    sb_net = GaugeText("sector_southbound_net_buy_hkd", "Southbound net buy summed over a sector's HK stocks, last "
+                       "1/5/20 southbound trading days, HKD.")
+    families += [net, main, sb_net]
+    totals = sectors.SectorTotals(engine)
+    for symbol in engine.sectors:
+        yield
+        totals.add(symbol, etf_seen, sb_seen)
+    by_sector: dict[str, list[tuple[str, sectors.SectorRow]]] = {}
+    for window in totals.windows:
+        for row in totals.rows(window):
+            if row.symbols:  # a sector none of whose symbols has data: no samples rather than zeros
+                by_sector.setdefault(row.sector, []).append((window, row))
+    for sector in sorted(by_sector):
+        for window, row in by_sector[sector]:
+            labels = {"sector": sector, "window": window}
+            net.add_labelled(labels, row.etf_net_inflow / MICRO)
+            main.add_labelled(labels, row.etf_main_net_inflow / MICRO)
+            sb_net.add_labelled(labels, row.southbound_net_buy / MICRO)
 
 
 class PipelineCollector(Collector):

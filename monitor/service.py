@@ -15,7 +15,7 @@ from monitor.alerting import AlertEvaluator
 from monitor.bus import Bus
 from monitor.bus.factory import make_bus
 from monitor.calendars import MARKETS, Calendars, default_calendars, iso, parse_closures
-from monitor.config import Config, load_holdings
+from monitor.config import Config, load_holdings, load_sectors
 from monitor.events import Validator
 from monitor.ingest.publisher import Publisher
 from monitor.ingest.runner import add_push_endpoint
@@ -38,6 +38,7 @@ class Service:
                              max_late_sessions=c.max_late_sessions,
                              order_classes=OrderClasses.of_cny(config.flows.order_class_bounds))
         self.engine.holdings = load_holdings(config)
+        self.engine.sectors = load_sectors(config)
         self.stats = PipelineStats()
         self.bus = bus if bus is not None else make_bus(config)
         self.runner = ConsumerRunner(self.bus, self.engine, self.validator, config.kafka.group_id, stats=self.stats,
