@@ -321,7 +321,7 @@ class Panel:
     transformations: tuple[Mapping[str, Any], ...] = ()
     link_symbol: bool = False  # table/bargauge rows link to the Symbol detail board
     # per-field overrides: (field display name, {property id: value}), e.g.
-    # ("MACD histogram", {"custom.drawStyle": "bars"}) or ("top 4 weight", {"unit": "percentunit"})
+    # ("MACD bar", {"custom.drawStyle": "bars"}) or ("top 4 weight", {"unit": "percentunit"})
     overrides: tuple[tuple[str, Mapping[str, Any]], ...] = ()
 
 
@@ -396,7 +396,7 @@ ALERTS: tuple[Alert, ...] = (
     Alert(
         name="FundflowSouthboundNetBuyStreak",
         group="business",
-        value="fundflow_southbound_net_buy_streak_days",
+        value="fundflow_southbound_net_buy_streak_sessions",
         op=">=",
         threshold="{streak_days}",
         for_="5m",
@@ -408,7 +408,7 @@ ALERTS: tuple[Alert, ...] = (
     Alert(
         name="FundflowSouthboundNetSellStreak",
         group="business",
-        value="-fundflow_southbound_net_buy_streak_days",
+        value="-fundflow_southbound_net_buy_streak_sessions",
         op=">=",
         threshold="{streak_days}",
         for_="5m",
@@ -610,9 +610,9 @@ _OVERVIEW = Dashboard(
                   description="Net buy over the last 20 southbound trading days, today included.",
                   unit="currencyHKD", width=8, height=9, link_symbol=True),
             Panel("Current streaks", "table",
-                  (Target("max by (symbol) (fundflow_southbound_net_buy_streak_days != 0)", instant=True, table=True),
+                  (Target("max by (symbol) (fundflow_southbound_net_buy_streak_sessions != 0)", instant=True, table=True),
                    Target("max by (symbol) (fundflow_southbound_streak_net_buy_hkd) "
-                          "and on(symbol) (fundflow_southbound_net_buy_streak_days != 0)", instant=True, table=True)),
+                          "and on(symbol) (fundflow_southbound_net_buy_streak_sessions != 0)", instant=True, table=True)),
                   description="Consecutive closed trading days of southbound net buying (positive) or "
                               "selling (negative), with the net buy summed over the streak. "
                               "Alerts at {streak_days} days.",
@@ -679,7 +679,7 @@ _SYMBOL = Dashboard(
     time_from="now-7d",
     variables=(
         Variable("symbol", "Symbol",
-                 '{__name__=~"fundflow_etf_last_price_cny|fundflow_southbound_net_buy_streak_days"}', "symbol"),
+                 '{__name__=~"fundflow_etf_last_price_cny|fundflow_southbound_net_buy_streak_sessions"}', "symbol"),
     ),
     rows=(
         Row("ETF: price and turnover", (
@@ -757,10 +757,11 @@ _SYMBOL = Dashboard(
             Panel("MACD (12, 26, 9)", "timeseries",
                   (Target(f"fundflow_macd_dif{_SYM}", "DIF"),
                    Target(f"fundflow_macd_dea{_SYM}", "DEA"),
-                   Target(f"fundflow_macd_histogram{_SYM}", "MACD histogram")),
-                  description="DIF = EMA12 - EMA26 of daily closes, DEA = EMA9 of DIF, histogram = 2 x (DIF - DEA).",
+                   Target(f"fundflow_macd_bar{_SYM}", "MACD bar")),
+                  description="DIF = EMA12 - EMA26 of daily closes, DEA = EMA9 of DIF, MACD bar (histogram) "
+                              "= 2 x (DIF - DEA).",
                   decimals=4, width=14, height=8,
-                  overrides=(("MACD histogram", {"custom.drawStyle": "bars", "custom.fillOpacity": 80}),)),
+                  overrides=(("MACD bar", {"custom.drawStyle": "bars", "custom.fillOpacity": 80}),)),
             Panel("Basket look-through", "table",
                   (Target(f'label_replace(fundflow_etf_basket_southbound_net_buy_hkd{_SYM}, '
                           f'"column", "southbound net buy $1", "window", "(.+)") '
@@ -785,7 +786,7 @@ _SYMBOL = Dashboard(
         )),
         Row("Southbound (Hong Kong stocks)", (
             Panel("Southbound streak history", "timeseries",
-                  (Target(f"fundflow_southbound_net_buy_streak_days{_SYM}", "streak (days)"),),
+                  (Target(f"fundflow_southbound_net_buy_streak_sessions{_SYM}", "streak (days)"),),
                   description="Consecutive closed trading days of net buying (positive) or selling (negative). "
                               "Alerts at +/-{streak_days}.",
                   decimals=0, width=12, height=8,

@@ -62,7 +62,7 @@ def test_promtool_tests_fire_and_do_not_fire_every_alert():
     # the streak alert on the seed scenario (15 days >= 10) is among them
     streaks = yaml.safe_load((REPO / "tests" / "ops" / "promtool" / "streaks_test.yml").read_text())
     values = [s["values"] for c in streaks["tests"] for s in c.get("input_series", [])
-              if "09988.HK" in s["series"] and "streak_days" in s["series"]]
+              if "09988.HK" in s["series"] and "streak_sessions" in s["series"]]
     assert any(v.startswith("15") for v in values), values
     # for: boundaries: quiet one 15 s step before a firing eval time
     for a in spec.alerts:

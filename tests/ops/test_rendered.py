@@ -294,8 +294,8 @@ def test_dashboards_have_the_panels_the_issues_ask_for():
     symbol = boards["fundflow-symbol"]
     assert [v["name"] for v in symbol["templating"]["list"]] == ["symbol"]
     assert "ETF signals" in titles("fundflow-symbol")  # the row
-    for metric in ("fundflow_etf_new_high", "fundflow_macd_dif", "fundflow_macd_dea", "fundflow_macd_histogram",
+    for metric in ("fundflow_etf_new_high", "fundflow_macd_dif", "fundflow_macd_dea", "fundflow_macd_bar",
                    "fundflow_macd_cross", "fundflow_etf_basket_southbound_net_buy_hkd",
                    "fundflow_etf_basket_top_weight_ratio", "fundflow_etf_price_change_ratio",
-                   "fundflow_etf_creation_net_inflow_cny", "fundflow_southbound_net_buy_streak_days"):
+                   "fundflow_etf_creation_net_inflow_cny", "fundflow_southbound_net_buy_streak_sessions"):
         assert metric in exprs("fundflow-symbol"), metric
