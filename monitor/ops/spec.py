@@ -14,7 +14,7 @@ Conventions (monitoring-mixin):
   ``{{ $value }}``) and a ``runbook_url`` pointing at the section of
   ``docs/runbook.md`` named after the alert;
 * alerts that only make sense while an exchange trades are gated on
-  ``fundflow_market_open`` (the symbol's own market, or any market).
+  ``fundflow_market_open`` (the symbol's own market, one named market, or any market).
 
 Placeholders: ``{field}`` or ``{field:format}`` in an alert's ``value``,
 ``threshold``, ``summary``, ``description`` or gate window, and in a panel
@@ -55,6 +55,7 @@ __all__ = [
     "MarketGate",
     "SYMBOL_MARKET",
     "ANY_MARKET",
+    "HK_MARKET",
     "RecordingRule",
     "Alert",
     "ResolvedAlert",
@@ -156,18 +157,27 @@ class MarketGate:
     """Only alert while an exchange trades.
 
     ``per_symbol``: the symbol's own market, taken from its suffix (``513770.SH``
-    -> ``SH``); the alert gains a ``market`` label. Otherwise: while any market
-    is open. ``held_for``: the market must have been open for this whole window
+    -> ``SH``); the alert gains a ``market`` label. Otherwise: while ``market``
+    is open when one is named (the southbound quota is only used while Hong Kong
+    trades, whatever the series' labels), else while any market is open.
+    ``held_for``: the market must have been open for this whole window
     (a PromQL duration, placeholders allowed), so an alert that measures "no
     event for N seconds" does not fire right after the open or the lunch break.
     """
 
     per_symbol: bool = True
     held_for: str = ""
+    market: str = ""  # SH, SZ or HK: that market only (not with per_symbol)
+
+    def __post_init__(self) -> None:
+        if self.market and (self.per_symbol or self.market not in ("SH", "SZ", "HK")):
+            raise ValueError(f"market gate {self.market!r}: one of SH/SZ/HK, and not per symbol")
 
     def source(self, alerts: AlertsConfig) -> str:
         """PromQL giving 1 while open: per market (label ``market``) or one series without labels."""
         base = "market:fundflow_market_open:max"
+        if self.market:
+            base += f'{{market="{self.market}"}}'
         if self.held_for:
             base = f"min_over_time({base}[{fill(self.held_for, alerts)}])"
         return base if self.per_symbol else f"max({base})"
@@ -175,6 +185,7 @@ class MarketGate:
 
 SYMBOL_MARKET = MarketGate(per_symbol=True)
 ANY_MARKET = MarketGate(per_symbol=False)
+HK_MARKET = MarketGate(per_symbol=False, market="HK")
 
 _SYMBOL_TO_MARKET = 'label_replace({expr}, "market", "$1", "symbol", ".+[.](SH|SZ|HK)")'
 
@@ -469,6 +480,60 @@ ALERTS: tuple[Alert, ...] = (
                     "(threshold {large_net_inflow_1d_cny:,.0f} CNY).",
         gate=SYMBOL_MARKET,
     ),
+    Alert(
+        name="FundflowEtfMainNetInflow",
+        group="business",
+        # main force = large + super-large orders (classed by the aggressor order's amount today)
+        value='fundflow_etf_main_net_inflow_cny{window="1d"}',
+        op=">=",
+        threshold="{main_net_inflow_1d_cny}",
+        for_="1m",
+        severity="warning",
+        summary="Large main-force net inflow into an ETF today.",
+        description="{{ $labels.symbol }} main-force (large and super-large order) net inflow this session is "
+                    + _MONEY + " CNY (threshold {main_net_inflow_1d_cny:,.0f} CNY).",
+        gate=SYMBOL_MARKET,
+    ),
+    Alert(
+        name="FundflowEtfMainNetOutflow",
+        group="business",
+        value='-fundflow_etf_main_net_inflow_cny{window="1d"}',  # main net 1d <= -threshold
+        op=">=",
+        threshold="{main_net_inflow_1d_cny}",
+        for_="1m",
+        severity="warning",
+        summary="Large main-force net outflow from an ETF today.",
+        description="{{ $labels.symbol }} main-force (large and super-large order) net outflow this session is "
+                    + _MONEY + " CNY (threshold {main_net_inflow_1d_cny:,.0f} CNY).",
+        gate=SYMBOL_MARKET,
+    ),
+    Alert(
+        name="FundflowEtfPremiumHigh",
+        group="business",
+        # premium (> 0) or discount (< 0) of the last price to the IOPV; 15 s IOPVs, so 5m is ~20 of them
+        value="abs(fundflow_etf_premium_ratio)",
+        op=">=",
+        threshold="{premium_ratio}",
+        for_="5m",
+        severity="warning",
+        summary="An ETF trades far from its IOPV (premium or discount).",
+        description="{{ $labels.symbol }} last price is {{ $value | humanizePercentage }} away from its IOPV "
+                    "(premium or discount, threshold {premium_ratio:.2%}).",
+        gate=SYMBOL_MARKET,
+    ),
+    Alert(
+        name="FundflowSouthboundQuotaNearlyUsed",
+        group="business",
+        value="fundflow_southbound_quota_used_ratio",  # 1 - balance / quota, per channel (SH, SZ)
+        op=">=",
+        threshold="{quota_used_ratio}",
+        for_="1m",
+        severity="warning",
+        summary="Most of a Stock Connect channel's daily southbound quota is used.",
+        description="The {{ $labels.channel }} channel has used {{ $value | humanizePercentage }} of today's "
+                    "southbound quota (threshold {quota_used_ratio:.1%}).",
+        gate=HK_MARKET,
+    ),
     # -- market signals (issue 11: new highs, AUM records) -------------------------------
     Alert(
         name="FundflowEtfNewHighOnHeavyVolume",
@@ -610,9 +675,11 @@ _OVERVIEW = Dashboard(
                   description="Net buy over the last 20 southbound trading days, today included.",
                   unit="currencyHKD", width=8, height=9, link_symbol=True),
             Panel("Current streaks", "table",
-                  (Target("max by (symbol) (fundflow_southbound_net_buy_streak_sessions != 0)", instant=True, table=True),
+                  (Target("max by (symbol) (fundflow_southbound_net_buy_streak_sessions != 0)", instant=True,
+                          table=True),
                    Target("max by (symbol) (fundflow_southbound_streak_net_buy_hkd) "
-                          "and on(symbol) (fundflow_southbound_net_buy_streak_sessions != 0)", instant=True, table=True)),
+                          "and on(symbol) (fundflow_southbound_net_buy_streak_sessions != 0)", instant=True,
+                          table=True)),
                   description="Consecutive closed trading days of southbound net buying (positive) or "
                               "selling (negative), with the net buy summed over the streak. "
                               "Alerts at {streak_days} days.",

@@ -159,7 +159,8 @@ def test_market_hours_alerts_are_gated_on_market_open():
     gated = {a.name for a in S.ALERTS if a.gate is not None}
     assert {"FundflowEtfTurnoverSurge", "FundflowEtfVolumeRatioHigh", "FundflowEtfLargeNetInflow",
             "FundflowEtfLargeNetOutflow", "FundflowFeedStalled", "FundflowSourceDisconnected",
-            "FundflowEtfNewHighOnHeavyVolume"} <= gated
+            "FundflowEtfNewHighOnHeavyVolume", "FundflowEtfMainNetInflow", "FundflowEtfMainNetOutflow",
+            "FundflowEtfPremiumHigh", "FundflowSouthboundQuotaNearlyUsed"} <= gated
     for a in _prometheus_alerts():
         if a["alert"] in gated:
             assert "fundflow_market_open" in a["expr"], a["alert"]
@@ -176,6 +177,33 @@ def test_issue_11_alerts():
     aum = spec.alert("FundflowEtfAumRecord")
     assert aum.labels["severity"] == "info"
     assert "fundflow_etf_aum_at_record == 1" in aum.expr
+
+
+def test_main_force_premium_and_quota_alerts():
+    """Thresholds from [alerts]; the ETF alerts gated on the symbol's market, the quota alert on Hong Kong's."""
+    spec = S.build()
+    inflow, outflow = spec.alert("FundflowEtfMainNetInflow"), spec.alert("FundflowEtfMainNetOutflow")
+    assert inflow.value == 'label_replace(fundflow_etf_main_net_inflow_cny{window="1d"}, "market", "$1", ' \
+                           '"symbol", ".+[.](SH|SZ|HK)")'
+    assert inflow.expr.endswith(">= 200000000 and on(market) (market:fundflow_market_open:max == 1)")
+    assert outflow.value.startswith('label_replace(-fundflow_etf_main_net_inflow_cny{window="1d"}')
+    assert outflow.threshold == "200000000" and outflow.op == ">="  # main <= -200M
+    premium = spec.alert("FundflowEtfPremiumHigh")
+    assert premium.value.startswith("label_replace(abs(fundflow_etf_premium_ratio)")
+    assert (premium.op, premium.threshold, premium.for_) == (">=", "0.01", "5m")
+    quota = spec.alert("FundflowSouthboundQuotaNearlyUsed")
+    assert quota.expr == ('fundflow_southbound_quota_used_ratio >= 0.8 and on() '
+                          '(max(market:fundflow_market_open:max{market="HK"}) == 1)')
+    assert quota.gate == 'max(market:fundflow_market_open:max{market="HK"})'  # Grafana query G
+    cfg = AlertsConfig(main_net_inflow_1d_cny=3e8, premium_ratio=0.02, quota_used_ratio=0.9)
+    custom = S.build(cfg)
+    assert custom.alert("FundflowEtfMainNetInflow").threshold == "300000000"
+    assert "threshold 300,000,000 CNY" in custom.alert("FundflowEtfMainNetOutflow").annotations["description"]
+    assert custom.alert("FundflowEtfPremiumHigh").threshold == "0.02"
+    assert "threshold 2.00%" in custom.alert("FundflowEtfPremiumHigh").annotations["description"]
+    assert custom.alert("FundflowSouthboundQuotaNearlyUsed").threshold == "0.9"
+    with pytest.raises(ValueError):
+        S.MarketGate(per_symbol=True, market="HK")
 
 
 # --------------------------------------------------------------------------- (d) Grafana provisioning
