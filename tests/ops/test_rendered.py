@@ -317,6 +317,25 @@ def test_dashboards_have_the_panels_the_issues_ask_for():
     assert {"Top southbound net buys, 5 days", "Top southbound net buys, 20 days", "Current streaks",
             "ETF active net inflow by window", "Turnover today vs previous session", "Volume ratio",
             "Fundflow alerts firing"} <= titles("fundflow-overview")
+    # main force, order classes, premium, quota and sectors
+    assert {"Main-force net inflow today, top and bottom 5", "Net inflow by order class today, all ETFs",
+            "Order classes of the top 10 ETFs by main-force flow", "Premium to IOPV, top 10 by size",
+            "Southbound quota used", "Southbound quota balance", "Southbound net buy per channel",
+            "Sector ETF net inflow today", "Sector flows today"} <= titles("fundflow-overview")
+    for metric in ('fundflow_etf_main_net_inflow_cny{window="1d"}', 'fundflow_etf_order_net_inflow_cny{window="1d"}',
+                   "fundflow_etf_premium_ratio", "fundflow_southbound_quota_used_ratio",
+                   "fundflow_southbound_quota_balance_cny", "fundflow_southbound_channel_net_buy_hkd",
+                   'fundflow_sector_net_inflow_cny{window="1d"}', 'fundflow_sector_main_net_inflow_cny{window="1d"}',
+                   'fundflow_sector_southbound_net_buy_hkd{window="1d"}'):
+        assert metric in exprs("fundflow-overview"), metric
+    for metric in ("fundflow_etf_main_net_inflow_cny", "fundflow_etf_order_net_inflow_cny", "fundflow_etf_iopv_cny",
+                   "fundflow_etf_premium_ratio"):
+        assert f'{metric}{{symbol="$symbol"' in exprs("fundflow-symbol"), metric
+    units = {p["title"]: p.get("fieldConfig", {}).get("defaults", {}).get("unit") for b in boards.values()
+             for p in b["panels"]}
+    assert units["Southbound quota used"] == units["Premium to IOPV"] == units["Premium now"] == "percentunit"
+    assert units["Southbound quota balance"] == units["Main-force net inflow by window"] == "currencyCNY"
+    assert units["Southbound net buy per channel"] == "currencyHKD"
     assert {"Ingest rate per source", "Rejected by reason", "Event lag p50 / p99", "Consumer lag",
             "Last event age", "Source connected"} <= titles("fundflow-pipeline")
     symbol = boards["fundflow-symbol"]
