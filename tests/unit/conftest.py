@@ -9,12 +9,17 @@ there. Delete this file after the merge.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from consumers import views
 
 
-@pytest.fixture(autouse=True)
-def _southbound_quota_until_merged(monkeypatch: pytest.MonkeyPatch) -> None:
-    if not hasattr(views, "southbound_quota"):
-        monkeypatch.setattr(views, "southbound_quota", lambda engine: [], raising=False)
+@pytest.fixture(scope="session", autouse=True)
+def _southbound_quota_until_merged() -> Iterator[None]:
+    # session scope: module-scoped fixtures (a service answering /api/v1/status) run before function ones
+    with pytest.MonkeyPatch.context() as mp:
+        if not hasattr(views, "southbound_quota"):
+            mp.setattr(views, "southbound_quota", lambda engine: [], raising=False)
+        yield

@@ -149,7 +149,7 @@ def with_quota(monkeypatch: pytest.MonkeyPatch, *rows: Quota) -> None:
 MAIN = ("FundflowEtfMainNetInflow", "FundflowEtfMainNetOutflow")
 
 
-def test_main_force_inflow_of_300m_alerts_at_200m_after_a_minute_while_sh_trades(monkeypatch) -> None:
+def test_main_force_inflow_of_300m_alerts_at_200m_after_a_minute_while_sh_trades(monkeypatch: pytest.MonkeyPatch) -> None:
     # one 300M CNY buy without an order id: classed by its own amount, super-large (>= 1M): main 1d = +300M,
     # >= [alerts] main_net_inflow_1d_cny (200M); the active net inflow (300M) stays below its own 500M
     eng = engine([big_buy(300e6)])
@@ -165,7 +165,7 @@ def test_main_force_inflow_of_300m_alerts_at_200m_after_a_minute_while_sh_trades
     assert states(ev, eng, at("15:30")) == {}  # after the close
 
 
-def test_main_force_outflow_alerts_with_the_outflow_as_a_positive_value(monkeypatch) -> None:
+def test_main_force_outflow_alerts_with_the_outflow_as_a_positive_value(monkeypatch: pytest.MonkeyPatch) -> None:
     eng = engine([big_buy(300e6) | {"side": "S"}])  # main 1d = -300M <= -200M
     with_etf_view(monkeypatch, "513770.SH", main_net_inflow={"1d": -300_000_000 * 10**6})
     [alert] = AlertEvaluator(AlertsConfig()).evaluate(eng, at("10:05"))
@@ -173,20 +173,20 @@ def test_main_force_outflow_alerts_with_the_outflow_as_a_positive_value(monkeypa
 
 
 @pytest.mark.parametrize("main_1d_cny", [199_999_999, -199_999_999, 0])
-def test_main_force_flows_under_the_threshold_do_not_alert(monkeypatch, main_1d_cny: int) -> None:
+def test_main_force_flows_under_the_threshold_do_not_alert(monkeypatch: pytest.MonkeyPatch, main_1d_cny: int) -> None:
     eng = engine([big_buy(1e6)])
     with_etf_view(monkeypatch, "513770.SH", main_net_inflow={"1d": main_1d_cny * 10**6})
     assert states(AlertEvaluator(AlertsConfig(for_overrides=dict.fromkeys(MAIN, "0s"))), eng, at("10:05")) == {}
 
 
-def test_main_force_threshold_comes_from_the_config(monkeypatch) -> None:
+def test_main_force_threshold_comes_from_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
     eng = engine([big_buy(1e6)])
     with_etf_view(monkeypatch, "513770.SH", main_net_inflow={"1d": 150_000_000 * 10**6})
     cfg = AlertsConfig(main_net_inflow_1d_cny=100e6, for_overrides={"FundflowEtfMainNetInflow": "0s"})
     assert states(AlertEvaluator(cfg), eng, at("10:05")) == {("FundflowEtfMainNetInflow", "513770.SH"): "firing"}
 
 
-def test_a_premium_or_discount_of_1_percent_alerts_after_5_minutes_while_the_market_is_open(monkeypatch) -> None:
+def test_a_premium_or_discount_of_1_percent_alerts_after_5_minutes_while_the_market_is_open(monkeypatch: pytest.MonkeyPatch) -> None:
     # last 1.03 over IOPV 1.00: premium 3% >= 1%; 159920.SZ at 0.98 over 1.00: a 2% discount counts as well
     eng = engine([big_buy(1e6) | {"price": 1.03},
                   big_buy(1e6) | {"symbol": "159920.SZ", "price": 0.98, "trade_id": "t2"}])
@@ -204,14 +204,14 @@ def test_a_premium_or_discount_of_1_percent_alerts_after_5_minutes_while_the_mar
 
 
 @pytest.mark.parametrize("premium", [0.0099, -0.0099, None])
-def test_a_premium_under_1_percent_or_no_iopv_today_does_not_alert(monkeypatch, premium: float | None) -> None:
+def test_a_premium_under_1_percent_or_no_iopv_today_does_not_alert(monkeypatch: pytest.MonkeyPatch, premium: float | None) -> None:
     eng = engine([big_buy(1e6)])
     with_etf_view(monkeypatch, "513770.SH", premium_ratio=premium)
     cfg = AlertsConfig(for_overrides={"FundflowEtfPremiumHigh": "0s"})
     assert states(AlertEvaluator(cfg), eng, at("10:05")) == {}
 
 
-def test_quota_nearly_used_alerts_per_channel_while_hong_kong_trades(monkeypatch) -> None:
+def test_quota_nearly_used_alerts_per_channel_while_hong_kong_trades(monkeypatch: pytest.MonkeyPatch) -> None:
     # SH: 1 - 6.3bn / 42bn = 0.85 >= 0.8; SZ: 1 - 21bn / 42bn = 0.5; for: 1m, gated on HK (not on SH/SZ)
     with_quota(monkeypatch, Quota("SH", 0.85, balance=6_300_000_000 * 10**6),
                Quota("SZ", 0.5, balance=21_000_000_000 * 10**6))
@@ -229,7 +229,7 @@ def test_quota_nearly_used_alerts_per_channel_while_hong_kong_trades(monkeypatch
 
 
 @pytest.mark.parametrize("used", [0.79, None])
-def test_quota_under_the_threshold_or_not_published_does_not_alert(monkeypatch, used: float | None) -> None:
+def test_quota_under_the_threshold_or_not_published_does_not_alert(monkeypatch: pytest.MonkeyPatch, used: float | None) -> None:
     with_quota(monkeypatch, Quota("SH", used), Quota("SZ", None, quota=None))
     cfg = AlertsConfig(for_overrides={"FundflowSouthboundQuotaNearlyUsed": "0s"})
     assert states(AlertEvaluator(cfg), engine([]), at("10:05")) == {}
