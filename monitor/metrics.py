@@ -176,7 +176,7 @@ def _signal_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
     dif = GaugeText("macd_dif", "MACD(12,26,9) DIF = EMA12 - EMA26 of daily closes (today's last price as today's "
                     "close).")
     dea = GaugeText("macd_dea", "MACD(12,26,9) DEA = EMA9 of DIF.")
-    hist = GaugeText("macd_histogram", "MACD(12,26,9) histogram = 2 x (DIF - DEA).")
+    hist = GaugeText("macd_bar", "MACD(12,26,9) bar (histogram) = 2 x (DIF - DEA).")
     cross = GaugeText("macd_cross", "MACD cross on the current day: +1 golden (DIF crosses above DEA), -1 death, "
                       "0 none.")
     b_net = GaugeText("etf_basket_southbound_net_buy_hkd", "Sum over an ETF's holdings of weight x southbound net "
@@ -216,8 +216,8 @@ def _southbound_gauges(engine: Engine, families: list[GaugeText],
                        seen: dict[str, views.SouthboundView]) -> Iterator[None]:
     sb_net = GaugeText("southbound_net_buy_hkd", "Southbound net buy (buy - sell) over the last 1/5/20 southbound "
                        "trading days, current day included, HKD.")
-    streak = GaugeText("southbound_net_buy_streak_days", "Consecutive closed southbound trading days of net buying "
-                       "(positive) or net selling (negative), days.")
+    streak = GaugeText("southbound_net_buy_streak_sessions", "Consecutive closed southbound trading sessions of net "
+                       "buying (positive) or net selling (negative).")
     streak_sum = GaugeText("southbound_streak_net_buy_hkd", "Net buy summed over the current streak, HKD.")
     provisional = GaugeText("southbound_provisional_net_buy_hkd", "Net buy of the current, not yet closed "
                             "southbound day, HKD.")
