@@ -18,9 +18,20 @@ from consumers import retention
 from consumers.bars import DayBar, DayView
 from consumers.etf import EtfState
 from consumers.gaps import FeedGaps
+from consumers.quota import QuotaBook, QuotaRecord, channel_of
 from consumers.southbound import SouthboundDay, SouthboundState
 from monitor.calendars import DAY_MS, Calendars, TradingCalendar, iso, local_date
-from monitor.events import Bar, Event, Rejected, SouthboundDaily, SouthboundTick, Trade, Units
+from monitor.events import (
+    Bar,
+    Event,
+    Rejected,
+    SouthboundDaily,
+    SouthboundQuota,
+    SouthboundTick,
+    Trade,
+    Units,
+    quota_key,
+)
 
 if TYPE_CHECKING:  # the query side reads the engine; the engine only holds its cache
     from consumers.views import ClosedHistory as _Closed
@@ -56,6 +67,7 @@ class Engine:
         self.latest_date: dt.date | None = None  # greatest date of date-only events
         self.etf: dict[str, EtfState] = {}
         self.sb: dict[str, SouthboundState] = {}
+        self.quota = QuotaBook()  # southbound quota records per channel and day (consumers/quota.py)
         self.applied: Counter[str] = Counter()
         self.duplicates: Counter[str] = Counter()
         self.late: Counter[str] = Counter()
@@ -120,6 +132,8 @@ class Engine:
             status = self._units(ev)  # type: ignore[arg-type]  # narrowed by kind
         elif kind == "bar":
             status = self._bar(ev)  # type: ignore[arg-type]  # narrowed by kind
+        elif kind == "southbound_quota":
+            status = self._quota(ev)  # type: ignore[arg-type]  # narrowed by kind
         else:
             status = self._daily(ev)  # type: ignore[arg-type]  # narrowed by kind
         return status
@@ -243,8 +257,35 @@ class Engine:
             self._as_of_date = day_date
         day.tick_buy += t.buy
         day.tick_sell += t.sell
+        day.tick_net_sh += t.buy - t.sell if channel == "SH" else 0
         self.modified.add((symbol, day_date))
         return "late" if late else "applied"
+
+    def _quota(self, q: SouthboundQuota) -> str:
+        """Hold the channel's latest quota record of its day (consumers/quota.py); "late" when an
+        event-time-later record of that day is already held. A day older than retention keeps
+        (QUOTA_RETAIN_DAYS southbound sessions before the current one) is refused (too_late)."""
+        ts = q.ts_ms
+        day_date = self._day_of(ts)
+        sb_cal = self.cal["SB"]
+        cur = self.current_day(sb_cal)
+        if cur is not None and day_date < cur:
+            keep = sb_cal.last_n(cur, retention.QUOTA_RETAIN_DAYS)
+            if keep and day_date < keep[0]:
+                raise Rejected("too_late", f"a {day_date.isoformat()} {q.channel} quota record after the southbound "
+                                           f"day {cur.isoformat()}: quota records are held for the last "
+                                           f"{retention.QUOTA_RETAIN_DAYS} sessions")
+        status = self.quota.offer(q.channel, day_date, QuotaRecord(ts, q.quota, q.balance))
+        if status == "duplicate":
+            return status
+        as_of = self.as_of_ms
+        if as_of is None or ts > as_of:
+            self.as_of_ms = ts
+            self._as_of_date = day_date
+        if status == "stale":
+            return "late"
+        self.modified.add((quota_key(q.channel), day_date))
+        return "applied"
 
     def note_date(self, date: dt.date) -> None:
         """A date-only event (units, bar, daily) for ``date`` is held."""
@@ -369,6 +410,9 @@ class Engine:
             self.sb.pop(s, None)
             self.bars.pop(s, None)
             self.closed_cache.pop(s, None)
+            channel = channel_of(s)
+            if channel is not None:
+                self.quota.drop_channel(channel)
         self.modified = {k for k in self.modified if k[0] not in gone}
         self.gaps.drop_symbols(gone)
 
