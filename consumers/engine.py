@@ -263,8 +263,10 @@ class Engine:
 
     def _quota(self, q: SouthboundQuota) -> str:
         """Hold the channel's latest quota record of its day (consumers/quota.py); "late" when an
-        event-time-later record of that day is already held. A day older than retention keeps
-        (QUOTA_RETAIN_DAYS southbound sessions before the current one) is refused (too_late)."""
+        event-time-later record of that day is already held, or when its day is older than retention
+        keeps (QUOTA_RETAIN_DAYS southbound sessions up to the current one): such a record is dropped,
+        not refused, as only today's record is ever shown, and during a catch-up the quota partition may
+        be days behind the others (the clock judged here is the greatest over all of them)."""
         ts = q.ts_ms
         day_date = self._day_of(ts)
         sb_cal = self.cal["SB"]
@@ -272,9 +274,7 @@ class Engine:
         if cur is not None and day_date < cur:
             keep = sb_cal.last_n(cur, retention.QUOTA_RETAIN_DAYS)
             if keep and day_date < keep[0]:
-                raise Rejected("too_late", f"a {day_date.isoformat()} {q.channel} quota record after the southbound "
-                                           f"day {cur.isoformat()}: quota records are held for the last "
-                                           f"{retention.QUOTA_RETAIN_DAYS} sessions")
+                return "late"
         status = self.quota.offer(q.channel, day_date, QuotaRecord(ts, q.quota, q.balance))
         if status == "duplicate":
             return status
