@@ -26,20 +26,27 @@ from monitor.bus import Record
 
 
 def structure_bytes(engine: Engine, day: str) -> dict[str, Any]:
-    """What the day's trade-dependent structures hold: intraday curve, dedupe keys, windows."""
-    trades = curve = keys = windows = 0
+    """What the day's trade-dependent structures hold: intraday curve, dedupe keys, order totals, windows.
+
+    Measured at the end of the day, before it closes: the open day's order totals are at their largest.
+    """
+    trades = curve = keys = orders = windows = 0
     for st in engine.etf.values():
-        windows += 16 * len(st.windows.secs)
+        w = st.windows
+        windows += w.secs.itemsize * len(w.secs) + w.cols.itemsize * len(w.cols) + w.vals.itemsize * len(w.vals)
         for d, etf_day in st.days.items():
             if d.isoformat() != day:
                 continue
             curve += etf_day.secs.itemsize * len(etf_day.secs) + 8 * len(etf_day.amounts)
             curve += 8 * len(etf_day.nets) if etf_day.nets is not None else 0
+            curve += len(etf_day.classes) if etf_day.classes is not None else 0
             keys += etf_day.trade_ids.nbytes if etf_day.trade_ids is not None else 0
             trades += len(etf_day.trade_ids) if etf_day.trade_ids is not None else 0
+            orders += etf_day.orders.nbytes if etf_day.orders is not None else 0
     per = (lambda x: round(x / trades, 2)) if trades else (lambda x: None)
     return {"trades": trades, "curve_bytes_per_trade": per(curve), "dedupe_bytes_per_trade": per(keys),
-            "windows_bytes": windows, "retained_bytes_per_trade": per(curve + keys)}
+            "order_totals_bytes_per_trade": per(orders), "windows_bytes": windows,
+            "retained_bytes_per_trade": per(curve + keys)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,8 @@ Contract (what a checkpoint guarantees, and how a reader must treat the records)
 
 * **Records.** Per symbol and day: a *head* (``h``: the ETF day's totals, prices, tick-rule state and
   dedupe keys; units, bar, summary, the southbound day) and, while the day keeps an intraday curve,
-  one *chunk* per ``CHUNK_SECONDS`` of the day (``cK``: the per-second turnover and active net).
+  one *chunk* per ``CHUNK_SECONDS`` of the day (``cK``: the curve's rows: second, turnover, order-size
+  class, active net). The open day's head also holds the per-order totals that class its trades.
   Per symbol: a *symbol* record (``s``: first day held, folded AUM record). Per partition: a *marker*.
   A southbound channel's quota is held like a symbol's day: a *head* per channel and day under the
   channel's stream key (``quota.SH``; monitor.events.quota_key), in the partition its records arrive on.
@@ -235,6 +236,8 @@ class StateWriter:
             summary = st.summaries.get(day)
             if summary is not None:
                 doc["summary"] = summary.to_state()
+            if st.iopv is not None and st.iopv[0] == day:
+                doc["iopv"] = list(st.iopv[1:])
         bar = eng.bars.get(symbol, {}).get(day)
         if bar is not None:
             doc["bar"] = bar.to_state()
@@ -332,7 +335,7 @@ class StateWriter:
 
     def _load_head(self, symbol: str, day: dt.date, doc: dict[str, Any], chunks: list[dict[str, Any]]) -> None:
         eng = self.engine
-        if "etf" in doc or "units" in doc or "summary" in doc:
+        if "etf" in doc or "units" in doc or "summary" in doc or "iopv" in doc:
             st = eng.etf.get(symbol)
             if st is None:
                 st = eng.etf[symbol] = EtfState(symbol)
@@ -346,6 +349,10 @@ class StateWriter:
                 eng.note_date(day)
             if "summary" in doc:
                 st.summaries[day] = DayBar.from_state(doc["summary"])
+            if "iopv" in doc:
+                ts, iopv = doc["iopv"]
+                if st.iopv is None or (day, ts) > st.iopv[:2]:
+                    st.iopv = (day, int(ts), int(iopv))
         if "bar" in doc:
             eng.bars.setdefault(symbol, {})[day] = DayBar.from_state(doc["bar"])
             eng.note_bar_day(symbol, day)
@@ -369,12 +376,12 @@ class StateWriter:
             st = self.engine.etf.get(symbol)
             if st is None:
                 continue
-            windows = st.windows = SlidingSums(st.windows.widths)
+            windows = st.windows = SlidingSums(st.windows.widths, st.windows.columns)
             for day, etf_day in sorted(st.days.items()):
                 midnight = _midnight_s(day)
-                for sec, net in etf_day.net_items():
+                for sec, cls, net in etf_day.class_net_items():
                     if net:
-                        windows.add(midnight + sec, net)
+                        windows.add(midnight + sec, net, cls)
 
     def apply_marker(self, marker: Marker, streams: Mapping[str, Hashable]) -> None:
         eng = self.engine

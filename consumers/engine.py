@@ -18,12 +18,14 @@ from consumers import retention
 from consumers.bars import DayBar, DayView
 from consumers.etf import EtfState
 from consumers.gaps import FeedGaps
+from consumers.orders import DEFAULT_CLASSES, OrderClasses, order_key
 from consumers.quota import QuotaBook, QuotaRecord, channel_of
 from consumers.southbound import SouthboundDay, SouthboundState
 from monitor.calendars import DAY_MS, Calendars, TradingCalendar, iso, local_date
 from monitor.events import (
     Bar,
     Event,
+    Iopv,
     Rejected,
     SouthboundDaily,
     SouthboundQuota,
@@ -55,6 +57,7 @@ class Engine:
         live_clock: bool = False,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         max_late_sessions: int = 1,
+        order_classes: OrderClasses = DEFAULT_CLASSES,
     ) -> None:
         self.cal = calendars
         self.grace_ms = grace_seconds * 1000
@@ -63,6 +66,7 @@ class Engine:
         # trades and ticks of a session more than this many sessions before the stream's current one are
         # refused (too_late), so the dedupe keys and curves of older days can go
         self.max_late_sessions = max_late_sessions
+        self.order_classes = order_classes  # order-size class bounds (consumers.orders)
         self.as_of_ms: int | None = None  # greatest event time seen
         self.latest_date: dt.date | None = None  # greatest date of date-only events
         self.etf: dict[str, EtfState] = {}
@@ -75,6 +79,7 @@ class Engine:
         self.last_event_ms: int | None = None
         self.bars: dict[str, dict[dt.date, DayBar]] = {}  # bar events per symbol and day
         self.holdings: basket_mod.Holdings = {}  # ETF -> [(constituent, weight)]
+        self.sectors: dict[str, str] = {}  # symbol -> sector ([sectors] csv; consumers/sectors.py)
         self._as_of_date: dt.date | None = None
         self.hist_version: Counter[str] = Counter()  # bumped when a symbol's closed history changes
         self.closed_cache: dict[str, tuple[tuple[Any, ...], _Closed]] = {}
@@ -134,6 +139,8 @@ class Engine:
             status = self._bar(ev)  # type: ignore[arg-type]  # narrowed by kind
         elif kind == "southbound_quota":
             status = self._quota(ev)  # type: ignore[arg-type]  # narrowed by kind
+        elif kind == "iopv":
+            status = self._iopv(ev)  # type: ignore[arg-type]  # narrowed by kind
         else:
             status = self._daily(ev)  # type: ignore[arg-type]  # narrowed by kind
         return status
@@ -215,14 +222,23 @@ class Engine:
         if side == "B":
             day.buy += amount
             signed = amount
-            st.windows.add(ts // 1000, amount)
+            aggressor = t.buy_order_id
         elif side == "S":
             day.sell += amount
             signed = -amount
-            st.windows.add(ts // 1000, -amount)
+            aggressor = t.sell_order_id
         else:
             signed = 0
-        day.add_trade(ts, tid, local_ms % DAY_MS // 1000, t.price, t.volume, amount, signed)
+        if side is None:
+            cls = -1  # no side: no class (it adds nothing to the active net inflow either)
+        else:
+            classes = self.order_classes
+            total = amount
+            if aggressor is not None and day.orders is not None:  # (no totals once the day closed)
+                total = day.orders.add(order_key(aggressor), amount, classes.b2)
+            cls = classes.of(total)
+            st.windows.add(ts // 1000, signed, cls)
+        day.add_trade(ts, tid, local_ms % DAY_MS // 1000, t.price, t.volume, amount, signed, cls)
         self.modified.add((symbol, day_date))
         as_of_date, latest_date = self._as_of_date, self.latest_date
         if (as_of_date is not None and day_date < as_of_date) or (latest_date is not None and day_date < latest_date):
@@ -285,6 +301,23 @@ class Engine:
         if status == "stale":
             return "late"
         self.modified.add((quota_key(q.channel), day_date))
+        return "applied"
+
+    def _iopv(self, ev: Iopv) -> str:
+        """The latest IOPV by event time (a later-applied one wins a tie); an earlier one changes nothing."""
+        ts = ev.ts_ms
+        day_date = self._day_of(ts)
+        st = self._etf_state(ev.symbol)
+        held = st.iopv
+        rec = (day_date, ts, ev.iopv)
+        if held == rec:
+            return "duplicate"
+        if held is None or (day_date, ts) >= held[:2]:
+            st.iopv = rec
+            self.modified.add((ev.symbol, day_date))
+        if self.as_of_ms is None or ts > self.as_of_ms:
+            self.as_of_ms = ts
+            self._as_of_date = day_date
         return "applied"
 
     def note_date(self, date: dt.date) -> None:

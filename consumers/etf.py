@@ -12,11 +12,12 @@ import bisect
 import datetime as dt
 from array import array
 from collections.abc import Iterable, Iterator
-from itertools import accumulate, chain
+from itertools import chain
 from typing import Any
 
 from consumers.bars import DayBar
 from consumers.dedupe import TradeIds
+from consumers.orders import CLASSES, OrderTotals
 from consumers.windows import SlidingSums
 from monitor.events import mul_micro
 
@@ -45,16 +46,18 @@ def _unb64(code: str, data: str) -> array:
 class EtfDay:
     """One trading day of one ETF.
 
-    The intraday curve is three parallel arrays over the distinct seconds of the day that had a
-    trade: the second, the turnover in it and the active net amount in it (20 bytes a second, about
-    7 a trade on a heavy day). Once the day is older than the current one it is compacted: the net
-    column (only needed to rebuild the intraday windows after a restart) goes, and the turnover
-    column becomes cumulative, which is what the previous session's same-time turnover reads.
+    The intraday curve is parallel arrays of rows, ascending by second of the day: the second, the
+    order-size class of its trades, their turnover and their active net amount (21 bytes a row; a
+    row per second and class that had a trade, about 7 bytes a trade on a heavy day). Once the day
+    is older than the current one it is compacted: the class and net columns (only needed to
+    rebuild the intraday windows after a restart) go, rows merge into one per second, and the
+    turnover column becomes cumulative, which is what the previous session's same-time turnover
+    reads. The per-order totals that class the trades go at the same time.
     """
 
     __slots__ = ("turnover", "volume", "buy", "sell", "first_key", "open", "last_key", "last",
-                 "high", "low", "secs", "amounts", "nets", "cumulative", "tick_last", "tick_prev", "trade_ids",
-                 "dirty")
+                 "high", "low", "secs", "classes", "amounts", "nets", "cumulative", "tick_last", "tick_prev",
+                 "trade_ids", "orders", "flows", "dirty")
 
     def __init__(self) -> None:
         self.turnover = 0
@@ -68,22 +71,29 @@ class EtfDay:
         self.high: int | None = None
         self.low: int | None = None
         self.secs = array("i")  # seconds of the (exchange-local) day with a trade, ascending
-        self.amounts = array("q")  # turnover in that second (cumulative once compacted)
-        self.nets: array | None = array("q")  # active net amount in that second (None once compacted)
+        self.classes: array | None = array("b")  # order-size class of the row (None once compacted)
+        self.amounts = array("q")  # turnover in that row (cumulative per second once compacted)
+        self.nets: array | None = array("q")  # active net amount in that row (None once compacted)
         self.cumulative = False
         self.tick_last: int | None = None  # tick rule, arrival order: last price seen
         self.tick_prev: int | None = None  # ... and the last price different from it
         self.trade_ids: TradeIds | None = TradeIds()  # None once the day no longer accepts trades
+        self.orders: OrderTotals | None = OrderTotals()  # aggressor totals; None once the day closed
+        self.flows = array("q", bytes(64))  # per class: buyer-initiated, seller-initiated amount
         self.dirty: set[int] = set()  # curve chunks changed since the last checkpoint
 
     @property
     def net(self) -> int:
         return self.buy - self.sell
 
+    def class_net(self, cls: int) -> int:
+        return self.flows[2 * cls] - self.flows[2 * cls + 1]
+
     def add_trade(self, ts_ms: int, trade_id: str, sec_of_day: int, price: int, volume: int, amount: int,
-                  signed: int) -> None:
-        """One trade (``signed``: its active net amount). Its :func:`trade_key` is built only when the
-        trade may become the day's first or last (its time is not strictly inside theirs)."""
+                  signed: int, cls: int) -> None:
+        """One trade (``signed``: its active net amount, ``cls``: its class, -1 without a side). Its
+        :func:`trade_key` is built only when the trade may become the day's first or last (its time is
+        not strictly inside theirs)."""
         self.turnover += amount
         self.volume += volume
         last_key = self.last_key  # attributes read once: this runs for every trade
@@ -104,37 +114,46 @@ class EtfDay:
         low = self.low
         if low is None or price < low:
             self.low = price
+        if cls >= 0:
+            self.flows[2 * cls + (signed < 0)] += amount
         secs = self.secs
         if secs and not self.cumulative:
-            last_sec = secs[-1]
-            if sec_of_day == last_sec:
+            classes = self.classes
+            if sec_of_day == secs[-1] and (cls < 0 or cls == classes[-1]):  # type: ignore[index]  # not compacted
                 self.amounts[-1] += amount
                 self.nets[-1] += signed  # type: ignore[index]  # nets exist while not compacted
-            elif sec_of_day > last_sec:
+            elif sec_of_day > secs[-1]:
                 secs.append(sec_of_day)
+                classes.append(max(cls, 0))  # type: ignore[union-attr]  # classes exist while not compacted
                 self.amounts.append(amount)
                 self.nets.append(signed)  # type: ignore[union-attr]  # nets exist while not compacted
             else:
-                self._insert(sec_of_day, amount, signed)
+                self._insert(sec_of_day, amount, signed, cls)
         else:
-            self._insert(sec_of_day, amount, signed)
+            self._insert(sec_of_day, amount, signed, cls)
         self.dirty.add(sec_of_day // CHUNK_SECONDS)
 
-    def _insert(self, sec: int, amount: int, signed: int) -> None:
+    def _insert(self, sec: int, amount: int, signed: int, cls: int) -> None:
         """The general case: a second out of order, or a compacted (cumulative) day."""
-        secs, amounts, nets = self.secs, self.amounts, self.nets
-        i = bisect.bisect_left(secs, sec)
-        present = i < len(secs) and secs[i] == sec
+        secs, amounts = self.secs, self.amounts
         if not self.cumulative:
-            if present:
-                amounts[i] += amount
-                nets[i] += signed  # type: ignore[index]  # nets exist while not compacted
-            else:
-                secs.insert(i, sec)
-                amounts.insert(i, amount)
-                nets.insert(i, signed)  # type: ignore[union-attr]  # nets exist while not compacted
+            classes, nets = self.classes, self.nets
+            assert classes is not None and nets is not None  # they exist while not compacted
+            i = bisect.bisect_left(secs, sec)
+            j = i
+            while j < len(secs) and secs[j] == sec:
+                if cls < 0 or classes[j] == cls:
+                    amounts[j] += amount
+                    nets[j] += signed
+                    return
+                j += 1
+            secs.insert(j, sec)
+            classes.insert(j, max(cls, 0))
+            amounts.insert(j, amount)
+            nets.insert(j, signed)
             return
-        if not present:  # a late trade of a compacted day: rare, so a linear update is fine
+        i = bisect.bisect_left(secs, sec)
+        if not (i < len(secs) and secs[i] == sec):  # a late trade of a compacted day: rare, so linear is fine
             secs.insert(i, sec)
             amounts.insert(i, amounts[i - 1] if i else 0)
         for j in range(i, len(amounts)):
@@ -158,22 +177,36 @@ class EtfDay:
         return "B" if price > prev else "S"
 
     def compact(self) -> None:
-        """The day is no longer the current one: drop the net column, make turnover cumulative."""
+        """The day is no longer the current one: drop the class and net columns and the per-order totals,
+        merge the rows into one per second, make turnover cumulative."""
         if not self.cumulative:
-            self.amounts = array("q", accumulate(self.amounts))
+            secs, amounts = array("i"), array("q")
+            total = 0
+            for sec, amount in zip(self.secs, self.amounts, strict=True):
+                total += amount
+                if secs and secs[-1] == sec:
+                    amounts[-1] = total
+                else:
+                    secs.append(sec)
+                    amounts.append(total)
+            self.secs, self.amounts = secs, amounts
             self.cumulative = True
+        self.classes = None
         self.nets = None
+        self.orders = None
 
     def curve_items(self) -> Iterator[tuple[int, int]]:
-        """(second of day, turnover in that second), ascending."""
+        """(second of day, turnover in that row), ascending (a second may repeat before compaction)."""
         if not self.cumulative:
             return zip(self.secs, self.amounts, strict=True)
         amounts = self.amounts
         return zip(self.secs, (a - (amounts[i - 1] if i else 0) for i, a in enumerate(amounts)), strict=True)
 
-    def net_items(self) -> Iterator[tuple[int, int]]:
-        """(second of day, active net amount in it), ascending; empty once compacted."""
-        return zip(self.secs, self.nets, strict=True) if self.nets is not None else iter(())
+    def class_net_items(self) -> Iterator[tuple[int, int, int]]:
+        """(second of day, class, active net amount) per row, ascending; empty once compacted."""
+        if self.nets is None or self.classes is None:
+            return iter(())
+        return zip(self.secs, self.classes, self.nets, strict=True)
 
     def turnover_until(self, sec_of_day: int) -> int:
         """Turnover of trades at or before ``sec_of_day`` (whole seconds)."""
@@ -189,6 +222,7 @@ class EtfDay:
             "first_key": self.first_key, "open": self.open, "last_key": self.last_key, "last": self.last,
             "high": self.high, "low": self.low, "tick_last": self.tick_last, "tick_prev": self.tick_prev,
             "trade_ids": self.trade_ids.to_state() if self.trade_ids is not None else None,
+            "orders": self.orders.to_state() if self.orders is not None else None, "flows": self.flows.tolist(),
             "compacted": self.cumulative, "chunks": self.chunks(),
         }
 
@@ -202,7 +236,7 @@ class EtfDay:
         return out
 
     def chunk_state(self, chunk: int) -> dict[str, Any]:
-        """The curve's seconds in one chunk, per-second turnover and net (net empty once compacted)."""
+        """The curve's rows in one chunk: second, turnover, class and net (class and net None once compacted)."""
         lo = bisect.bisect_left(self.secs, chunk * CHUNK_SECONDS)
         hi = bisect.bisect_left(self.secs, (chunk + 1) * CHUNK_SECONDS)
         amounts = self.amounts[lo:hi]
@@ -210,6 +244,7 @@ class EtfDay:
             base = self.amounts[lo - 1] if lo else 0
             amounts = array("q", (a - b for a, b in zip(amounts, chain((base,), amounts), strict=False)))
         return {"secs": _b64(self.secs[lo:hi]), "amounts": _b64(amounts),
+                "classes": _b64(self.classes[lo:hi]) if self.classes is not None else None,
                 "nets": _b64(self.nets[lo:hi]) if self.nets is not None else None}
 
     @classmethod
@@ -221,16 +256,20 @@ class EtfDay:
         day.last_key = _key(head["last_key"])
         ids = head["trade_ids"]
         day.trade_ids = TradeIds.from_state(ids) if ids is not None else None
-        parts = sorted(((_unb64("i", c["secs"]), _unb64("q", c["amounts"]), c["nets"]) for c in chunks),
-                       key=lambda p: p[0][0] if len(p[0]) else -1)
-        for secs, amounts, nets in parts:
+        orders = head.get("orders")
+        day.orders = OrderTotals.from_state(orders) if orders is not None else None
+        day.flows = array("q", head.get("flows") or bytes(64))
+        parts = sorted(((_unb64("i", c["secs"]), c) for c in chunks), key=lambda p: p[0][0] if len(p[0]) else -1)
+        for secs, c in parts:
             day.secs.extend(secs)
-            day.amounts.extend(amounts)
-            if day.nets is not None:
-                if nets is None:
-                    day.nets = None
+            day.amounts.extend(_unb64("q", c["amounts"]))
+            if day.nets is not None and day.classes is not None:
+                if c["nets"] is None:
+                    day.nets = day.classes = None
                 else:
-                    day.nets.extend(_unb64("q", nets))
+                    day.nets.extend(_unb64("q", c["nets"]))
+                    classes = c.get("classes")
+                    day.classes.extend(_unb64("b", classes) if classes is not None else bytes(len(secs)))
         if head["compacted"]:
             day.compact()
         return day
@@ -243,16 +282,17 @@ def _key(raw: list[Any] | None) -> tuple[int, int, str] | None:
 class EtfState:
     """Everything held for one ETF symbol."""
 
-    __slots__ = ("symbol", "days", "windows", "units", "first_day", "summaries", "aum_folded")
+    __slots__ = ("symbol", "days", "windows", "units", "first_day", "summaries", "aum_folded", "iopv")
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
         self.days: dict[dt.date, EtfDay] = {}
-        self.windows = SlidingSums(INTRADAY_WIDTHS)
+        self.windows = SlidingSums(INTRADAY_WIDTHS, len(CLASSES))  # active net per order-size class
         self.units: dict[dt.date, tuple[int, int]] = {}  # date -> (shares micro, nav micro)
         self.first_day: dt.date | None = None  # first day held: trades, or a bar standing in
         self.summaries: dict[dt.date, DayBar] = {}  # traded days whose trades were pruned: their daily bar
         self.aum_folded: int | None = None  # highest AUM of units records pruned away (the record survives)
+        self.iopv: tuple[dt.date, int, int] | None = None  # the latest IOPV by event time: (day, ts ms, micro-CNY)
 
     def day(self, date: dt.date) -> EtfDay:
         d = self.days.get(date)

@@ -20,6 +20,7 @@ from consumers import highs, macd
 from consumers.bars import DayView
 from consumers.engine import Engine
 from consumers.etf import INTRADAY_WINDOWS, EtfDay, EtfState
+from consumers.orders import CLASSES, MAIN
 from consumers.quota import CHANNELS
 from consumers.southbound import SouthboundState, streak
 from monitor.calendars import TradingCalendar, local_date, local_seconds_of_day
@@ -172,18 +173,30 @@ def etf(engine: Engine, symbol: str) -> EtfView | None:
     now = engine.now_ms()
     cur = engine.current_day(cal, now)
     net: dict[str, int | None] = {}
+    by_class: list[dict[str, int | None]] = [{} for _ in CLASSES]
     if now is not None:
-        for (name, _), value in zip(INTRADAY_WINDOWS, st.windows.values(now // 1000), strict=True):
-            net[name] = value
+        for (name, _), values in zip(INTRADAY_WINDOWS, st.windows.column_values(now // 1000), strict=True):
+            net[name] = sum(values)
+            for c, value in enumerate(values):
+                by_class[c][name] = value
     else:
-        net.update({name: None for name, _ in INTRADAY_WINDOWS})
+        for name, _ in INTRADAY_WINDOWS:
+            net[name] = None
+            for part in by_class:
+                part[name] = None
     if cur is None:
-        net.update({name: None for name, _ in MULTI_DAY})
+        for name, _ in MULTI_DAY:
+            net[name] = None
+            for part in by_class:
+                part[name] = None
         return EtfView(symbol, net, {n: None for n, _ in MULTI_DAY}, None, None, None, SessionRatio(None, None),
-                       None, None, None, None)
+                       None, None, None, None, _classes(by_class), _main(by_class), None, None, None)
     days = st.days
     for name, n in MULTI_DAY:
-        net[name] = sum(days[d].net for d in cal.last_n(cur, n) if d in days)
+        held = [days[d] for d in cal.last_n(cur, n) if d in days]
+        net[name] = sum(day.net for day in held)
+        for c, part in enumerate(by_class):
+            part[name] = sum(day.class_net(c) for day in held)
     today = engine.view(symbol, cur)
     prev = cal.previous(cur)
     known_prev = prev is not None and st.first_day is not None and prev >= st.first_day
@@ -205,6 +218,10 @@ def etf(engine: Engine, symbol: str) -> EtfView | None:
         prev_same = None
     last = today.last if today else None
     prev_last = prev_day.last if prev_day else None
+    traded = days.get(cur)
+    flows = traded.flows if traded is not None else None
+    main_amount = sum(flows[2 * c] + flows[2 * c + 1] for c in MAIN) if flows is not None else 0
+    iopv = st.iopv[2] if st.iopv is not None and st.iopv[0] == cur else None
     return EtfView(
         symbol=symbol,
         net_inflow=net,
@@ -220,7 +237,25 @@ def etf(engine: Engine, symbol: str) -> EtfView | None:
         last_price=last,
         price_change_ratio=last / prev_last - 1 if last is not None and prev_last else None,
         aum=closed_history(engine, symbol, cur).aum_latest,
+        order_net_inflow=_classes(by_class),
+        main_net_inflow=_main(by_class),
+        main_ratio_1d=main_amount / turnover if turnover else None,
+        iopv=iopv,
+        premium_ratio=last / iopv - 1 if last is not None and iopv else None,
     )
+
+
+def _classes(by_class: list[dict[str, int | None]]) -> dict[str, dict[str, int | None]]:
+    return dict(zip(CLASSES, by_class, strict=True))
+
+
+def _main(by_class: list[dict[str, int | None]]) -> dict[str, int | None]:
+    """large + super_large per window."""
+    out: dict[str, int | None] = {}
+    for name in by_class[MAIN[0]]:
+        parts = [by_class[c][name] for c in MAIN]
+        out[name] = None if any(p is None for p in parts) else sum(p for p in parts if p is not None)
+    return out
 
 
 def _ratio(num: int, den: int) -> float | None:

@@ -35,15 +35,25 @@ def _southbound_measures(v: SouthboundView) -> dict[str, float | None]:
     return {"FundflowSouthboundNetBuyStreak": v.streak_days, "FundflowSouthboundNetSellStreak": -v.streak_days}
 
 
+def _quota_measures(q: views.QuotaView) -> dict[str, float | None]:
+    """The ``value`` of each quota alert of the spec, for one Stock Connect channel (SH, SZ)."""
+    return {"FundflowSouthboundQuotaNearlyUsed": q.used_ratio}
+
+
 def _etf_measures(e: EtfView, s: SignalsView | None) -> dict[str, float | None]:
     """The ``value`` of each ETF alert of the spec, for one ETF (None: no series, as in Prometheus)."""
     net = e.net_inflow.get("1d")
     net_1d = None if net is None else from_micro(net)
+    main = e.main_net_inflow.get("1d")
+    main_1d = None if main is None else from_micro(main)
     return {
         "FundflowEtfTurnoverSurge": e.turnover_vs_prev_session.same_time,
         "FundflowEtfVolumeRatioHigh": e.volume_ratio,
         "FundflowEtfLargeNetInflow": net_1d,
         "FundflowEtfLargeNetOutflow": None if net_1d is None else -net_1d,
+        "FundflowEtfMainNetInflow": main_1d,
+        "FundflowEtfMainNetOutflow": None if main_1d is None else -main_1d,
+        "FundflowEtfPremiumHigh": None if e.premium_ratio is None else abs(e.premium_ratio),
         "FundflowEtfNewHighOnHeavyVolume": e.volume_ratio if s is not None and s.new_high.get("250d") == 1 else None,
         "FundflowEtfAumRecord": from_micro(s.aum) if s is not None and s.aum is not None and s.aum_at_record == 1
         else None,
@@ -51,8 +61,10 @@ def _etf_measures(e: EtfView, s: SignalsView | None) -> dict[str, float | None]:
 
 
 SOUTHBOUND_ALERTS = ("FundflowSouthboundNetBuyStreak", "FundflowSouthboundNetSellStreak")
+QUOTA_ALERTS = ("FundflowSouthboundQuotaNearlyUsed",)
 ETF_ALERTS = ("FundflowEtfTurnoverSurge", "FundflowEtfVolumeRatioHigh", "FundflowEtfLargeNetInflow",
-              "FundflowEtfLargeNetOutflow", "FundflowEtfNewHighOnHeavyVolume", "FundflowEtfAumRecord")
+              "FundflowEtfLargeNetOutflow", "FundflowEtfMainNetInflow", "FundflowEtfMainNetOutflow",
+              "FundflowEtfPremiumHigh", "FundflowEtfNewHighOnHeavyVolume", "FundflowEtfAumRecord")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +88,8 @@ class Rule:
     def gate_open(self, engine: Engine, symbol: str, now_ms: int) -> bool:
         if self.gate is None:
             return True
+        if self.gate.market:
+            return engine.cal[self.gate.market].is_open(now_ms)
         if self.gate.per_symbol:
             market = symbol.rsplit(".", 1)[-1]
             return market in MARKETS and engine.cal[market].is_open(now_ms)
@@ -85,7 +99,7 @@ class Rule:
 @dataclass(frozen=True, slots=True)
 class AlertState:
     alert: str
-    symbol: str
+    symbol: str  # what alerts: the symbol, or the Stock Connect channel (SH, SZ) of a per-channel alert
     value: float
     state: Literal["pending", "firing"]
     active_since_ms: int  # market clock when the condition was first found true
@@ -98,8 +112,8 @@ class AlertEvaluator:
     # on the consumer's event loop; the alerts' ``for:`` are minutes, so every 30 s is precise enough.
     def __init__(self, cfg: AlertsConfig, interval_s: float = 30.0,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
-        by_name = {a.name: a for a in ALERTS}
-        self.rules = {name: Rule.of(by_name[name], cfg) for name in SOUTHBOUND_ALERTS + ETF_ALERTS}
+        evaluated = set(SOUTHBOUND_ALERTS + QUOTA_ALERTS + ETF_ALERTS)
+        self.rules = {a.name: Rule.of(a, cfg) for a in ALERTS if a.name in evaluated}  # in spec order
         self.interval_s = interval_s
         self.monotonic = monotonic
         self._active: dict[tuple[str, str], int] = {}  # (alert, symbol) -> active since, market clock ms
@@ -113,12 +127,14 @@ class AlertEvaluator:
         return self._last[1]
 
     def evaluate(self, engine: Engine, now_ms: int) -> list[AlertState]:
-        """One evaluation of every rule and symbol, in spec order, then by symbol."""
+        """One evaluation of every rule and symbol (or channel), in spec order, then by symbol (channel)."""
         found: dict[str, list[tuple[str, float]]] = {name: [] for name in self.rules}
         for symbol in sorted(engine.sb):
             sb = views.southbound(engine, symbol)
             if sb is not None:
                 self._check(engine, symbol, _southbound_measures(sb), now_ms, found)
+        for quota in views.southbound_quota(engine):  # SH then SZ
+            self._check(engine, quota.channel, _quota_measures(quota), now_ms, found)
         for symbol in sorted(engine.etf):
             etf = views.etf(engine, symbol)
             if etf is not None:

@@ -8,12 +8,13 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from consumers import views
+from consumers import sectors, views
 from consumers.basket import from_mapping
 from monitor import documents
 from monitor.bus import AccessDenied
@@ -39,12 +40,15 @@ async def _demo(args: argparse.Namespace) -> int:
     svc = Service(cfg, bus=bus, live_clock=False, simulated_market=True)
     site = await start_site(svc.app(), cfg.http.host, cfg.http.port)
     url = site_url(site)
-    print(f"fundflow demo: board {url}/  metrics {url}/metrics  API {url}/api/v1/symbols", flush=True)
+    print(f"fundflow demo: board {url}/  metrics {url}/metrics  API {url}/api/v1/symbols  {url}/api/v1/sectors",
+          flush=True)
     stop = stop_event()
     # daily bars for the year before the ticks: the seed day's 250-day high, AUM record and MACD cross
     scenario = Scenario(seed=args.seed, history_days=DEMO_HISTORY_DAYS)
     if not svc.engine.holdings:  # no [baskets] configured: the simulated ETF's holdings
         svc.engine.holdings = from_mapping(DEMO_HOLDINGS)
+    if not svc.engine.sectors:  # no [sectors] csv configured: the simulator's symbols in sectors
+        svc.engine.sectors = demo_sectors()
     publisher = svc.publisher("simulator")
     svc.stats.connected["simulator"] = True
 
@@ -62,9 +66,13 @@ async def _demo(args: argparse.Namespace) -> int:
             etf = views.etf(eng, "513770.SH")
             sb = views.southbound(eng, "09988.HK")
             turnover = etf.turnover if etf is not None else None
+            top = next(iter(sectors.sector_rows(eng, "1d")), None)
             print(f"  as_of {iso(eng.as_of_ms) if eng.as_of_ms else '-'}  applied {sum(eng.applied.values()):,}"
                   f"  513770.SH turnover {from_micro(turnover or 0):,.0f} CNY"
-                  f"  09988.HK streak {sb.streak_days if sb is not None else 0} days", flush=True)
+                  f"  09988.HK streak {sb.streak_days if sb is not None else 0} days"
+                  + (f"  top sector 1d {top.sector}: ETFs {from_micro(top.etf_net_inflow):+,.0f} CNY, southbound "
+                     f"{from_micro(top.southbound_net_buy):+,.0f} HKD" if top else ""),
+                  flush=True)
 
     tasks = [asyncio.create_task(svc.runner.run(stop, on_batch=svc.on_batch)), asyncio.create_task(simulate()),
              asyncio.create_task(summary())]
@@ -83,6 +91,11 @@ async def _demo(args: argparse.Namespace) -> int:
         await asyncio.gather(*tasks, return_exceptions=True)
         await site.cleanup()
     return 0
+
+
+def demo_sectors() -> dict[str, str]:
+    """The sectors of the simulator's ETFs and HK stocks (monitor/data/sectors.csv, shipped in the package)."""
+    return sectors.from_csv(resources.files("monitor").joinpath("data/sectors.csv").read_text(encoding="utf-8"))
 
 
 def _seed_day_open(svc: Any, scenario: Any) -> int:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from consumers import basket
+from consumers import basket, sectors
 
 ENV_PREFIX = "FUNDFLOW_"
 
@@ -257,3 +257,15 @@ def load_holdings(cfg: Config) -> dict[str, list[tuple[str, Any]]]:
     if cfg.baskets.holdings:
         parts.append(basket.from_mapping(cfg.baskets.holdings))
     return basket.merge(*parts)
+
+
+def load_sectors(cfg: Config) -> dict[str, str]:
+    """The symbol -> sector map of ``[sectors] csv`` (empty without a file); a bad file raises ValueError
+    naming the file and the line."""
+    if not cfg.sectors.csv:
+        return {}
+    path = Path(cfg.sectors.csv)
+    try:
+        return sectors.from_csv(path.read_text(encoding="utf-8"))
+    except sectors.SectorsError as exc:
+        raise sectors.SectorsError(f"[sectors] csv {path}: {exc}") from None

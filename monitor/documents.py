@@ -13,8 +13,9 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from consumers import views
+from consumers import sectors, views
 from consumers.engine import Engine
+from consumers.sectors import SectorRow
 from consumers.views import (
     BasketView,
     EtfDayRow,
@@ -62,6 +63,11 @@ def etf(v: EtfView) -> Doc:
         "last_price_cny": money(v.last_price),
         "price_change_ratio": v.price_change_ratio,
         "aum_cny": money(v.aum),
+        "order_net_inflow_cny": {c: _moneys(w) for c, w in v.order_net_inflow.items()},
+        "main_net_inflow_cny": _moneys(v.main_net_inflow),
+        "main_ratio_1d": v.main_ratio_1d,
+        "iopv_cny": money(v.iopv),
+        "premium_ratio": v.premium_ratio,
     }
 
 
@@ -150,6 +156,12 @@ def southbound_quota(v: QuotaView) -> Doc:
     }
 
 
+def sector_rows(rows: list[SectorRow]) -> list[Doc]:
+    return [{"sector": r.sector, "symbols": r.symbols, "etf_net_inflow_cny": from_micro(r.etf_net_inflow),
+             "etf_main_net_inflow_cny": from_micro(r.etf_main_net_inflow),
+             "southbound_net_buy_hkd": from_micro(r.southbound_net_buy), "top_symbol": r.top_symbol} for r in rows]
+
+
 # -- whole answers ------------------------------------------------------------------------------
 def as_of(engine: Engine) -> str | None:
     now = engine.now_ms()
@@ -227,6 +239,11 @@ def southbound_quota_answer(engine: Engine) -> Doc:
     return {"as_of": as_of(engine), "channels": [southbound_quota(v) for v in views.southbound_quota(engine)]}
 
 
+def sectors_answer(engine: Engine, window: str) -> Doc:
+    """GET /api/v1/sectors: per sector, its ETFs' net inflows and its stocks' southbound net buy over ``window``."""
+    return {"as_of": as_of(engine), "window": window, "sectors": sector_rows(sectors.sector_rows(engine, window))}
+
+
 def alerts(states: list[AlertState]) -> list[Doc]:
     """The alerts pending or firing in the service, as /api/v1/status lists them."""
     return [{"alert": a.alert, "symbol": a.symbol, "value": a.value, "state": a.state,
@@ -244,6 +261,7 @@ def report(engine: Engine, top: int = 10, rejected: Mapping[str, int] | None = N
         "symbols": docs,
         "top_southbound_20d": [[s, from_micro(v)] for s, v in views.top_southbound(engine, "20d", top)],
         "southbound_quota": [southbound_quota(v) for v in views.southbound_quota(engine)],
+        "sectors": {w: sector_rows(rows) for w, rows in sectors.sector_table(engine).items()},
         "rejected": dict(sorted((rejected or {}).items())),
         "duplicates": sum(engine.duplicates.values()),
         "late": sum(engine.late.values()),

@@ -22,13 +22,14 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from consumers import views
+from consumers import sectors, views
 from consumers.engine import Engine
 from monitor.calendars import MARKETS
 from monitor.documents import exact_money
 from monitor.stats import LAG_BUCKETS, PipelineStats
 
 P = "fundflow_"
+CLASS_WINDOWS = ("5m", "1d", "5d", "20d")  # the order-class family's windows (every class x window x ETF is a series)
 
 MICRO = 1_000_000
 
@@ -67,17 +68,24 @@ class GaugeText:
         if micros is not None:
             self.add(f'symbol="{sym}"', micros / MICRO)
 
-    def add_each(self, sym: str, label: str, values: Mapping[str, float | None], scale: int = 1) -> None:
-        """One sample per key of ``values`` / ``scale`` (None: no sample), labelled ``label`` = key and ``symbol``."""
+    def add_each(self, sym: str, label: str, values: Mapping[str, float | None], scale: int = 1,
+                 first: str = "") -> None:
+        """One sample per key of ``values`` / ``scale`` (None: no sample), labelled ``label`` = key and ``symbol``
+        (``first``: escaped pairs that sort before both, with a trailing comma)."""
         for key, value in values.items():
             if value is not None:
                 pair = f'{label}="{key}"'
-                self.add(f'{pair},symbol="{sym}"' if label < "symbol" else f'symbol="{sym}",{pair}',
+                self.add(first + (f'{pair},symbol="{sym}"' if label < "symbol" else f'symbol="{sym}",{pair}'),
                          value / scale if scale != 1 else value)
 
-    def add_money_each(self, sym: str, label: str, micros: Mapping[str, int | None]) -> None:
+    def add_money_each(self, sym: str, label: str, micros: Mapping[str, int | None], first: str = "") -> None:
         """``add_each`` of integer micros, as the currency unit."""
-        self.add_each(sym, label, micros, MICRO)
+        self.add_each(sym, label, micros, MICRO, first)
+
+    def add_labelled(self, labels: Mapping[str, str], value: float | None) -> None:
+        """One sample with any labels (raw values: escaped and put in label-name order here); None: no sample."""
+        if value is not None:
+            self.add(",".join(f'{k}="{escape_label(v)}"' for k, v in sorted(labels.items())), value)
 
     def text(self, openmetrics: bool) -> str:
         help_ = self.help.replace("\\", r"\\").replace("\n", r"\n")
@@ -96,13 +104,17 @@ def business_gauges(engine: Engine) -> list[GaugeText]:
 
 def business_steps(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
     """Fills ``families``, yielding once per symbol so that a scrape can pause between symbols."""
-    yield from _etf_gauges(engine, families)
+    # the ETF and southbound views of this scrape, read again by the sector sums (sector symbols only)
+    etf_seen: dict[str, views.EtfView] = {}
+    sb_seen: dict[str, views.SouthboundView] = {}
+    yield from _etf_gauges(engine, families, etf_seen)
     yield from _signal_gauges(engine, families)
-    yield from _southbound_gauges(engine, families)
+    yield from _southbound_gauges(engine, families, sb_seen)
     yield from _quota_gauges(engine, families)
+    yield from _sector_gauges(engine, families, etf_seen, sb_seen)
 
 
-def _etf_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
+def _etf_gauges(engine: Engine, families: list[GaugeText], seen: dict[str, views.EtfView]) -> Iterator[None]:
     net = GaugeText("etf_net_inflow_cny", "Active net inflow (buyer- minus seller-initiated amount) over the window "
                     "(1m..1h by event time; 1d/5d/20d trading days), CNY.")
     creation = GaugeText("etf_creation_net_inflow_cny", "Creation/redemption net inflow (change in shares outstanding "
@@ -118,12 +130,21 @@ def _etf_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
     change = GaugeText("etf_price_change_ratio", "Last price over the previous session's last price, minus 1 (ratio).")
     last = GaugeText("etf_last_price_cny", "Last traded price today, CNY.")
     aum = GaugeText("etf_aum_cny", "Assets under management: latest shares outstanding x NAV, CNY.")
-    families += [net, creation, ratio, turnover, prev_turnover, prev_same, volume_ratio, change, last, aum]
+    main = GaugeText("etf_main_net_inflow_cny", "Active net inflow of large and super-large orders (by the aggressor "
+                     "order's amount today) over the window, CNY.")
+    by_class = GaugeText("etf_order_net_inflow_cny", "Active net inflow by order-size class of the aggressor order "
+                         "(small, medium, large, super_large) over the window (5m, 1d, 5d, 20d), CNY.")
+    iopv = GaugeText("etf_iopv_cny", "Latest IOPV (indicative value per share) published today, CNY.")
+    premium = GaugeText("etf_premium_ratio", "Last price over today's latest IOPV, minus 1 (ratio; < 0 a discount).")
+    families += [net, creation, ratio, turnover, prev_turnover, prev_same, volume_ratio, change, last, aum, main,
+                 by_class, iopv, premium]
     for symbol in sorted(engine.etf):
         yield
         v = views.etf(engine, symbol)
         if v is None:
             continue
+        if symbol in engine.sectors:
+            seen[symbol] = v
         sym = escape_label(symbol)
         net.add_money_each(sym, "window", v.net_inflow)
         creation.add_money_each(sym, "window", v.creation_net_inflow)
@@ -136,6 +157,11 @@ def _etf_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
         change.add_symbol(sym, v.price_change_ratio)
         last.add_money(sym, v.last_price)
         aum.add_money(sym, v.aum)
+        main.add_money_each(sym, "window", v.main_net_inflow)
+        for cls, windows in v.order_net_inflow.items():
+            by_class.add_money_each(sym, "window", {w: windows[w] for w in CLASS_WINDOWS}, f'class="{cls}",')
+        iopv.add_money(sym, v.iopv)
+        premium.add_symbol(sym, v.premium_ratio)
 
 
 def _signal_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
@@ -151,7 +177,7 @@ def _signal_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
     dif = GaugeText("macd_dif", "MACD(12,26,9) DIF = EMA12 - EMA26 of daily closes (today's last price as today's "
                     "close).")
     dea = GaugeText("macd_dea", "MACD(12,26,9) DEA = EMA9 of DIF.")
-    hist = GaugeText("macd_histogram", "MACD(12,26,9) histogram = 2 x (DIF - DEA).")
+    hist = GaugeText("macd_bar", "MACD(12,26,9) bar (histogram) = 2 x (DIF - DEA).")
     cross = GaugeText("macd_cross", "MACD cross on the current day: +1 golden (DIF crosses above DEA), -1 death, "
                       "0 none.")
     b_net = GaugeText("etf_basket_southbound_net_buy_hkd", "Sum over an ETF's holdings of weight x southbound net "
@@ -187,11 +213,12 @@ def _signal_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
         b_top.add_each(sym, "n", {k: float(w) for k, w in b.top_weight_ratio.items()})
 
 
-def _southbound_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
+def _southbound_gauges(engine: Engine, families: list[GaugeText],
+                       seen: dict[str, views.SouthboundView]) -> Iterator[None]:
     sb_net = GaugeText("southbound_net_buy_hkd", "Southbound net buy (buy - sell) over the last 1/5/20 southbound "
                        "trading days, current day included, HKD.")
-    streak = GaugeText("southbound_net_buy_streak_days", "Consecutive closed southbound trading days of net buying "
-                       "(positive) or net selling (negative), days.")
+    streak = GaugeText("southbound_net_buy_streak_sessions", "Consecutive closed southbound trading sessions of net "
+                       "buying (positive) or net selling (negative).")
     streak_sum = GaugeText("southbound_streak_net_buy_hkd", "Net buy summed over the current streak, HKD.")
     provisional = GaugeText("southbound_provisional_net_buy_hkd", "Net buy of the current, not yet closed "
                             "southbound day, HKD.")
@@ -201,6 +228,8 @@ def _southbound_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[No
         v = views.southbound(engine, symbol)
         if v is None:
             continue
+        if symbol in engine.sectors:
+            seen[symbol] = v
         sym = escape_label(symbol)
         sb_net.add_money_each(sym, "window", v.net_buy)
         streak.add_symbol(sym, v.streak_days)
@@ -228,6 +257,34 @@ def _quota_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
         for window, micros in v.net_buy.items():
             if micros is not None:
                 net.add(f'{channel},window="{window}"', micros / MICRO)
+
+
+def _sector_gauges(engine: Engine, families: list[GaugeText], etf_seen: Mapping[str, views.EtfView],
+                   sb_seen: Mapping[str, views.SouthboundView]) -> Iterator[None]:
+    """Per sector of ``[sectors] csv`` with data, the sums of consumers.sectors (the /api/v1/sectors rows), from
+    the views the ETF and southbound families read in this scrape."""
+    net = GaugeText("sector_net_inflow_cny", "Active net inflow summed over a sector's ETFs, last 1/5/20 trading "
+                    "days, CNY.")
+    main = GaugeText("sector_main_net_inflow_cny", "Main (large + super-large order) net inflow summed over a "
+                     "sector's ETFs, last 1/5/20 trading days, CNY.")
+    sb_net = GaugeText("sector_southbound_net_buy_hkd", "Southbound net buy summed over a sector's HK stocks, last "
+                       "1/5/20 southbound trading days, HKD.")
+    families += [net, main, sb_net]
+    totals = sectors.SectorTotals(engine)
+    for symbol in engine.sectors:
+        yield
+        totals.add(symbol, etf_seen, sb_seen)
+    by_sector: dict[str, list[tuple[str, sectors.SectorRow]]] = {}
+    for window in totals.windows:
+        for row in totals.rows(window):
+            if row.symbols:  # a sector none of whose symbols has data: no samples rather than zeros
+                by_sector.setdefault(row.sector, []).append((window, row))
+    for sector in sorted(by_sector):
+        for window, row in by_sector[sector]:
+            labels = {"sector": sector, "window": window}
+            net.add_labelled(labels, row.etf_net_inflow / MICRO)
+            main.add_labelled(labels, row.etf_main_net_inflow / MICRO)
+            sb_net.add_labelled(labels, row.southbound_net_buy / MICRO)
 
 
 class PipelineCollector(Collector):

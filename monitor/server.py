@@ -162,6 +162,13 @@ async def southbound_quota(request: web.Request) -> web.Response:
     return json_response(documents.southbound_quota_answer(request.app[ENGINE]))
 
 
+async def sectors(request: web.Request) -> web.Response:
+    window = request.query.get("window", "1d")
+    if window not in SB_WINDOWS:
+        raise _bad(f"window must be one of {', '.join(SB_WINDOWS)} for sector flows")
+    return json_response(documents.sectors_answer(request.app[ENGINE], window))
+
+
 async def openapi(request: web.Request) -> web.Response:
     spec = resources.files("monitor").joinpath("openapi.json").read_bytes()
     return web.Response(body=spec, content_type="application/json")
@@ -189,6 +196,7 @@ def make_app(engine: Engine, exposition: Exposition, ready: Callable[[], bool],
     app.router.add_get("/api/v1/streaks", streaks)
     app.router.add_get("/api/v1/flows", flows)
     app.router.add_get("/api/v1/southbound/quota", southbound_quota)
+    app.router.add_get("/api/v1/sectors", sectors)
     app.router.add_get("/api/v1/openapi.json", openapi)
     add_board_routes(app)
     return app

@@ -8,13 +8,14 @@ from typing import Any
 from aiohttp import web
 
 from consumers.engine import Engine
+from consumers.orders import OrderClasses
 from consumers.runner import ConsumerRunner
 from monitor import documents
 from monitor.alerting import AlertEvaluator
 from monitor.bus import Bus
 from monitor.bus.factory import make_bus
 from monitor.calendars import MARKETS, Calendars, default_calendars, iso, parse_closures
-from monitor.config import Config, load_holdings
+from monitor.config import Config, load_holdings, load_sectors
 from monitor.events import Validator
 from monitor.ingest.publisher import Publisher
 from monitor.ingest.runner import add_push_endpoint
@@ -34,8 +35,10 @@ class Service:
         self.calendars = Calendars(parse_closures(c.closures)) if c.closures else default_calendars()
         self.validator = Validator(self.calendars, c.session_margin_minutes, c.max_payload_bytes)
         self.engine = Engine(self.calendars, c.grace_seconds, c.live_clock if live_clock is None else live_clock,
-                             max_late_sessions=c.max_late_sessions)
+                             max_late_sessions=c.max_late_sessions,
+                             order_classes=OrderClasses.of_cny(config.flows.order_class_bounds))
         self.engine.holdings = load_holdings(config)
+        self.engine.sectors = load_sectors(config)
         self.stats = PipelineStats()
         self.bus = bus if bus is not None else make_bus(config)
         self.runner = ConsumerRunner(self.bus, self.engine, self.validator, config.kafka.group_id, stats=self.stats,

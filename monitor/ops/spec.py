@@ -14,7 +14,7 @@ Conventions (monitoring-mixin):
   ``{{ $value }}``) and a ``runbook_url`` pointing at the section of
   ``docs/runbook.md`` named after the alert;
 * alerts that only make sense while an exchange trades are gated on
-  ``fundflow_market_open`` (the symbol's own market, or any market).
+  ``fundflow_market_open`` (the symbol's own market, one named market, or any market).
 
 Placeholders: ``{field}`` or ``{field:format}`` in an alert's ``value``,
 ``threshold``, ``summary``, ``description`` or gate window, and in a panel
@@ -55,6 +55,7 @@ __all__ = [
     "MarketGate",
     "SYMBOL_MARKET",
     "ANY_MARKET",
+    "HK_MARKET",
     "RecordingRule",
     "Alert",
     "ResolvedAlert",
@@ -156,18 +157,27 @@ class MarketGate:
     """Only alert while an exchange trades.
 
     ``per_symbol``: the symbol's own market, taken from its suffix (``513770.SH``
-    -> ``SH``); the alert gains a ``market`` label. Otherwise: while any market
-    is open. ``held_for``: the market must have been open for this whole window
+    -> ``SH``); the alert gains a ``market`` label. Otherwise: while ``market``
+    is open when one is named (the southbound quota is only used while Hong Kong
+    trades, whatever the series' labels), else while any market is open.
+    ``held_for``: the market must have been open for this whole window
     (a PromQL duration, placeholders allowed), so an alert that measures "no
     event for N seconds" does not fire right after the open or the lunch break.
     """
 
     per_symbol: bool = True
     held_for: str = ""
+    market: str = ""  # SH, SZ or HK: that market only (not with per_symbol)
+
+    def __post_init__(self) -> None:
+        if self.market and (self.per_symbol or self.market not in ("SH", "SZ", "HK")):
+            raise ValueError(f"market gate {self.market!r}: one of SH/SZ/HK, and not per symbol")
 
     def source(self, alerts: AlertsConfig) -> str:
         """PromQL giving 1 while open: per market (label ``market``) or one series without labels."""
         base = "market:fundflow_market_open:max"
+        if self.market:
+            base += f'{{market="{self.market}"}}'
         if self.held_for:
             base = f"min_over_time({base}[{fill(self.held_for, alerts)}])"
         return base if self.per_symbol else f"max({base})"
@@ -175,6 +185,7 @@ class MarketGate:
 
 SYMBOL_MARKET = MarketGate(per_symbol=True)
 ANY_MARKET = MarketGate(per_symbol=False)
+HK_MARKET = MarketGate(per_symbol=False, market="HK")
 
 _SYMBOL_TO_MARKET = 'label_replace({expr}, "market", "$1", "symbol", ".+[.](SH|SZ|HK)")'
 
@@ -321,7 +332,7 @@ class Panel:
     transformations: tuple[Mapping[str, Any], ...] = ()
     link_symbol: bool = False  # table/bargauge rows link to the Symbol detail board
     # per-field overrides: (field display name, {property id: value}), e.g.
-    # ("MACD histogram", {"custom.drawStyle": "bars"}) or ("top 4 weight", {"unit": "percentunit"})
+    # ("MACD bar", {"custom.drawStyle": "bars"}) or ("top 4 weight", {"unit": "percentunit"})
     overrides: tuple[tuple[str, Mapping[str, Any]], ...] = ()
 
 
@@ -396,7 +407,7 @@ ALERTS: tuple[Alert, ...] = (
     Alert(
         name="FundflowSouthboundNetBuyStreak",
         group="business",
-        value="fundflow_southbound_net_buy_streak_days",
+        value="fundflow_southbound_net_buy_streak_sessions",
         op=">=",
         threshold="{streak_days}",
         for_="5m",
@@ -408,7 +419,7 @@ ALERTS: tuple[Alert, ...] = (
     Alert(
         name="FundflowSouthboundNetSellStreak",
         group="business",
-        value="-fundflow_southbound_net_buy_streak_days",
+        value="-fundflow_southbound_net_buy_streak_sessions",
         op=">=",
         threshold="{streak_days}",
         for_="5m",
@@ -468,6 +479,60 @@ ALERTS: tuple[Alert, ...] = (
         description="{{ $labels.symbol }} active net outflow this session is " + _MONEY + " CNY "
                     "(threshold {large_net_inflow_1d_cny:,.0f} CNY).",
         gate=SYMBOL_MARKET,
+    ),
+    Alert(
+        name="FundflowEtfMainNetInflow",
+        group="business",
+        # main force = large + super-large orders (classed by the aggressor order's amount today)
+        value='fundflow_etf_main_net_inflow_cny{window="1d"}',
+        op=">=",
+        threshold="{main_net_inflow_1d_cny}",
+        for_="1m",
+        severity="warning",
+        summary="Large main-force net inflow into an ETF today.",
+        description="{{ $labels.symbol }} main-force (large and super-large order) net inflow this session is "
+                    + _MONEY + " CNY (threshold {main_net_inflow_1d_cny:,.0f} CNY).",
+        gate=SYMBOL_MARKET,
+    ),
+    Alert(
+        name="FundflowEtfMainNetOutflow",
+        group="business",
+        value='-fundflow_etf_main_net_inflow_cny{window="1d"}',  # main net 1d <= -threshold
+        op=">=",
+        threshold="{main_net_inflow_1d_cny}",
+        for_="1m",
+        severity="warning",
+        summary="Large main-force net outflow from an ETF today.",
+        description="{{ $labels.symbol }} main-force (large and super-large order) net outflow this session is "
+                    + _MONEY + " CNY (threshold {main_net_inflow_1d_cny:,.0f} CNY).",
+        gate=SYMBOL_MARKET,
+    ),
+    Alert(
+        name="FundflowEtfPremiumHigh",
+        group="business",
+        # premium (> 0) or discount (< 0) of the last price to the IOPV; 15 s IOPVs, so 5m is ~20 of them
+        value="abs(fundflow_etf_premium_ratio)",
+        op=">=",
+        threshold="{premium_ratio}",
+        for_="5m",
+        severity="warning",
+        summary="An ETF trades far from its IOPV (premium or discount).",
+        description="{{ $labels.symbol }} last price is {{ $value | humanizePercentage }} away from its IOPV "
+                    "(premium or discount, threshold {premium_ratio:.2%}).",
+        gate=SYMBOL_MARKET,
+    ),
+    Alert(
+        name="FundflowSouthboundQuotaNearlyUsed",
+        group="business",
+        value="fundflow_southbound_quota_used_ratio",  # 1 - balance / quota, per channel (SH, SZ)
+        op=">=",
+        threshold="{quota_used_ratio}",
+        for_="1m",
+        severity="warning",
+        summary="Most of a Stock Connect channel's daily southbound quota is used.",
+        description="The {{ $labels.channel }} channel has used {{ $value | humanizePercentage }} of today's "
+                    "southbound quota (threshold {quota_used_ratio:.1%}).",
+        gate=HK_MARKET,
     ),
     # -- market signals (issue 11: new highs, AUM records) -------------------------------
     Alert(
@@ -591,13 +656,15 @@ ALERTS: tuple[Alert, ...] = (
 # dashboards ------------------------------------------------------------------------------
 
 _SYM = '{symbol="$symbol"}'
+_MAIN_1D = 'fundflow_etf_main_net_inflow_cny{window="1d"}'
 TO_SYMBOL_DETAIL = "/d/fundflow-symbol/symbol-detail?var-symbol=${__data.fields.symbol}&${__url_time_range}"
 
 _OVERVIEW = Dashboard(
     uid="fundflow-overview",
     title="Fund flow overview",
-    description="Southbound net buys and streaks, ETF net inflows, turnover against the previous session, "
-                "volume ratio and the fundflow alerts that are firing.",
+    description="Southbound net buys and streaks, ETF net inflows, main-force flows by order class, premiums to "
+                "IOPV, the southbound quota, sector flows, turnover against the previous session, volume ratio "
+                "and the fundflow alerts that are firing.",
     time_from="now-12h",
     rows=(
         Row("Southbound (Stock Connect)", (
@@ -610,9 +677,11 @@ _OVERVIEW = Dashboard(
                   description="Net buy over the last 20 southbound trading days, today included.",
                   unit="currencyHKD", width=8, height=9, link_symbol=True),
             Panel("Current streaks", "table",
-                  (Target("max by (symbol) (fundflow_southbound_net_buy_streak_days != 0)", instant=True, table=True),
+                  (Target("max by (symbol) (fundflow_southbound_net_buy_streak_sessions != 0)", instant=True,
+                          table=True),
                    Target("max by (symbol) (fundflow_southbound_streak_net_buy_hkd) "
-                          "and on(symbol) (fundflow_southbound_net_buy_streak_days != 0)", instant=True, table=True)),
+                          "and on(symbol) (fundflow_southbound_net_buy_streak_sessions != 0)", instant=True,
+                          table=True)),
                   description="Consecutive closed trading days of southbound net buying (positive) or "
                               "selling (negative), with the net buy summed over the streak. "
                               "Alerts at {streak_days} days.",
@@ -659,6 +728,88 @@ _OVERVIEW = Dashboard(
                   decimals=2, width=12, height=9,
                   thresholds=(("", "green"), ("{turnover_same_time_ratio}", "orange"))),
         )),
+        Row("ETFs: main force, order classes, premium", (
+            Panel("Main-force net inflow today, top and bottom 5", "bargauge",
+                  (Target(f"topk(5, {_MAIN_1D}) or bottomk(5, {_MAIN_1D})", "{{symbol}}", instant=True),),
+                  description="Net inflow of large and super-large orders this session (each trade classed by its "
+                              "aggressor order's amount today), CNY: the 5 largest inflows and outflows. Red in, "
+                              "green out (mainland convention). Alerts at +/-{main_net_inflow_1d_cny:,.0f} CNY.",
+                  unit="currencyCNY", width=8, height=9, link_symbol=True,
+                  thresholds=(("", "green"), ("0", "red"))),
+            Panel("Net inflow by order class today, all ETFs", "bargauge",
+                  (Target('sum by (class) (fundflow_etf_order_net_inflow_cny{window="1d"})', "{{class}}",
+                          instant=True),),
+                  description="Net inflow this session summed over the ETFs, by the aggressor order's size: "
+                              "small < 50k <= medium < 200k <= large < 1M <= super_large CNY "
+                              "([flows] order_class_bounds). Main force = large + super_large.",
+                  unit="currencyCNY", width=6, height=9, thresholds=(("", "green"), ("0", "red"))),
+            Panel("Order classes of the top 10 ETFs by main-force flow", "table",
+                  (Target('fundflow_etf_order_net_inflow_cny{window="1d"} and on(symbol) '
+                          f'topk(10, abs({_MAIN_1D}))', instant=True, table=True),),
+                  description="Net inflow this session by order class (CNY) of the 10 ETFs with the largest "
+                              "main-force inflow or outflow.",
+                  unit="currencyCNY", width=10, height=9, link_symbol=True,
+                  transformations=(
+                      {"id": "groupingToMatrix", "options": {
+                          "columnField": "class", "rowField": "symbol", "valueField": "Value"}},
+                      {"id": "organize", "options": {
+                          "indexByName": {"symbol\\class": 0, "small": 1, "medium": 2, "large": 3,
+                                          "super_large": 4},
+                          "renameByName": {"symbol\\class": "symbol"}}},
+                  )),
+            Panel("Premium to IOPV, top 10 by size", "bargauge",
+                  (Target("fundflow_etf_premium_ratio and on(symbol) topk(10, abs(fundflow_etf_premium_ratio))",
+                          "{{symbol}}", instant=True),),
+                  description="Last price / IOPV - 1 (latest IOPV of today) of the 10 ETFs furthest from their "
+                              "IOPV: premium > 0, discount < 0. Alerts at +/-{premium_ratio:.2%} held for 5 minutes "
+                              "while the market is open.",
+                  unit="percentunit", decimals=2, width=24, height=7, link_symbol=True,
+                  thresholds=(("", "orange"), ("-{premium_ratio}", "green"), ("{premium_ratio}", "orange"))),
+        )),
+        Row("Southbound quota and sectors", (
+            Panel("Southbound quota used", "timeseries",
+                  (Target("fundflow_southbound_quota_used_ratio", "{{channel}}"),),
+                  description="1 - balance / quota of today's southbound daily quota, per Stock Connect channel "
+                              "(SH: Shanghai-HK, SZ: Shenzhen-HK). Buying through a channel stops for the day "
+                              "when its balance runs out. Alerts at {quota_used_ratio:.0%} while Hong Kong trades.",
+                  unit="percentunit", decimals=1, width=8, height=8,
+                  thresholds=(("", "green"), ("{quota_used_ratio}", "red"))),
+            Panel("Southbound quota balance", "timeseries",
+                  (Target("fundflow_southbound_quota_balance_cny", "{{channel}}"),),
+                  description="Today's southbound quota left per channel, CNY (latest record by event time).",
+                  unit="currencyCNY", width=8, height=8),
+            Panel("Southbound net buy per channel", "bargauge",
+                  (Target("fundflow_southbound_channel_net_buy_hkd", "{{channel}} {{window}}", instant=True),),
+                  description="Net buy (buy - sell) summed over the stocks of each channel over the last 1, 5 and "
+                              "20 southbound trading days, today included, HKD.",
+                  unit="currencyHKD", width=8, height=8),
+            Panel("Sector ETF net inflow today", "bargauge",
+                  (Target('sort_desc(fundflow_sector_net_inflow_cny{window="1d"})', "{{sector}}", instant=True),),
+                  description="Active net inflow this session summed over each sector's ETFs ([sectors] csv), CNY.",
+                  unit="currencyCNY", width=8, height=9, thresholds=(("", "green"), ("0", "red"))),
+            Panel("Sector flows today", "table",
+                  (Target('label_replace(fundflow_sector_net_inflow_cny{window="1d"}, '
+                          '"column", "ETF net inflow", "window", ".*") '
+                          'or label_replace(fundflow_sector_main_net_inflow_cny{window="1d"}, '
+                          '"column", "ETF main-force net inflow", "window", ".*") '
+                          'or label_replace(fundflow_sector_southbound_net_buy_hkd{window="1d"}, '
+                          '"column", "southbound net buy", "window", ".*")', instant=True, table=True),),
+                  description="Per sector this session: active and main-force net inflow of its ETFs (CNY) and "
+                              "southbound net buy of its Hong Kong stocks (HKD). Top symbol per sector: "
+                              "/api/v1/sectors?window=1d.",
+                  width=16, height=9, sort_by=("ETF net inflow", True),
+                  transformations=(
+                      {"id": "groupingToMatrix", "options": {
+                          "columnField": "column", "rowField": "sector", "valueField": "Value"}},
+                      {"id": "organize", "options": {
+                          "indexByName": {"sector\\column": 0, "ETF net inflow": 1,
+                                          "ETF main-force net inflow": 2, "southbound net buy": 3},
+                          "renameByName": {"sector\\column": "sector"}}},
+                  ),
+                  overrides=(("ETF net inflow", {"unit": "currencyCNY"}),
+                             ("ETF main-force net inflow", {"unit": "currencyCNY"}),
+                             ("southbound net buy", {"unit": "currencyHKD"}))),
+        )),
         Row("Alerts", (
             Panel("Fundflow alerts firing", "table",
                   (Target('sum by (alertname, severity, symbol, source, topic) '
@@ -674,12 +825,13 @@ _SYMBOL = Dashboard(
     uid="fundflow-symbol",
     title="Symbol detail",
     description="One symbol: price change, turnover against the previous session, net inflow windows, "
+                "main-force net inflow and order classes, IOPV and premium, "
                 "creation/redemption inflow and market signals (new highs, AUM record, MACD, basket "
                 "look-through) for an ETF; southbound net buy and streak history for a Hong Kong stock.",
     time_from="now-7d",
     variables=(
         Variable("symbol", "Symbol",
-                 '{__name__=~"fundflow_etf_last_price_cny|fundflow_southbound_net_buy_streak_days"}', "symbol"),
+                 '{__name__=~"fundflow_etf_last_price_cny|fundflow_southbound_net_buy_streak_sessions"}', "symbol"),
     ),
     rows=(
         Row("ETF: price and turnover", (
@@ -722,6 +874,59 @@ _SYMBOL = Dashboard(
                               "what exchanges publish as net capital inflow.",
                   unit="currencyCNY", width=6, height=8),
         )),
+        Row("ETF: main force and order classes", (
+            Panel("Main-force net inflow, intraday windows", "timeseries",
+                  (Target('fundflow_etf_main_net_inflow_cny{symbol="$symbol", window=~"1m|5m|15m|1h"}',
+                          "{{window}}"),),
+                  description="Net inflow of large and super-large orders (classed by the aggressor order's "
+                              "amount today) over the last 1m, 5m, 15m and 1h, CNY.",
+                  unit="currencyCNY", width=12, height=8),
+            Panel("Main-force net inflow by window", "bargauge",
+                  (Target('fundflow_etf_main_net_inflow_cny{symbol="$symbol", window=~"1d|5d|20d"}', "{{window}}",
+                          instant=True),),
+                  description="Main-force net inflow over the session (1d) and the last 5 and 20 trading days. "
+                              "Alerts at +/-{main_net_inflow_1d_cny:,.0f} CNY on 1d.",
+                  unit="currencyCNY", width=6, height=8, thresholds=(("", "green"), ("0", "red"))),
+            Panel("Net inflow by order class", "bargauge",
+                  (Target('fundflow_etf_order_net_inflow_cny{symbol="$symbol", window="1d"}', "{{class}}",
+                          instant=True),),
+                  description="Net inflow this session by the aggressor order's size: small < 50k <= medium < "
+                              "200k <= large < 1M <= super_large CNY; the four sum to the active net inflow.",
+                  unit="currencyCNY", width=6, height=8, thresholds=(("", "green"), ("0", "red"))),
+            Panel("Net inflow by order class, today", "timeseries",
+                  (Target('fundflow_etf_order_net_inflow_cny{symbol="$symbol", window="1d"}', "{{class}}"),),
+                  description="How each order class's net inflow built up through the session.",
+                  unit="currencyCNY", width=12, height=8),
+            Panel("Order classes by window", "table",
+                  (Target(f"fundflow_etf_order_net_inflow_cny{_SYM}", instant=True, table=True),),
+                  description="Net inflow by order class over the last 5 minutes, the session and the last 5 and "
+                              "20 trading days, CNY.",
+                  unit="currencyCNY", width=12, height=8,
+                  transformations=(
+                      {"id": "groupingToMatrix", "options": {
+                          "columnField": "window", "rowField": "class", "valueField": "Value"}},
+                      {"id": "organize", "options": {
+                          "indexByName": {"class\\window": 0, "5m": 1, "1d": 2, "5d": 3, "20d": 4},
+                          "renameByName": {"class\\window": "class"}}},
+                  )),
+        )),
+        Row("ETF: IOPV and premium", (
+            Panel("IOPV and last price", "timeseries",
+                  (Target(f"fundflow_etf_iopv_cny{_SYM}", "IOPV"),
+                   Target(f"fundflow_etf_last_price_cny{_SYM}", "last price")),
+                  description="The latest IOPV of today (published every 15 s) and the last trade price, CNY.",
+                  unit="currencyCNY", decimals=4, width=12, height=8),
+            Panel("Premium to IOPV", "timeseries",
+                  (Target(f"fundflow_etf_premium_ratio{_SYM}", "premium"),),
+                  description="Last price / IOPV - 1: premium > 0, discount < 0. Alerts at +/-{premium_ratio:.2%} "
+                              "held for 5 minutes while the market is open.",
+                  unit="percentunit", decimals=2, width=8, height=8,
+                  thresholds=(("", "orange"), ("-{premium_ratio}", "green"), ("{premium_ratio}", "orange"))),
+            Panel("Premium now", "stat",
+                  (Target(f"fundflow_etf_premium_ratio{_SYM}", "premium", instant=True),),
+                  unit="percentunit", decimals=2, width=4, height=8,
+                  thresholds=(("", "orange"), ("-{premium_ratio}", "green"), ("{premium_ratio}", "orange"))),
+        )),
         Row("ETF signals", (
             Panel("New high", "stat",
                   (Target(f"fundflow_etf_new_high{_SYM}", "{{window}}", instant=True),),
@@ -757,10 +962,11 @@ _SYMBOL = Dashboard(
             Panel("MACD (12, 26, 9)", "timeseries",
                   (Target(f"fundflow_macd_dif{_SYM}", "DIF"),
                    Target(f"fundflow_macd_dea{_SYM}", "DEA"),
-                   Target(f"fundflow_macd_histogram{_SYM}", "MACD histogram")),
-                  description="DIF = EMA12 - EMA26 of daily closes, DEA = EMA9 of DIF, histogram = 2 x (DIF - DEA).",
+                   Target(f"fundflow_macd_bar{_SYM}", "MACD bar")),
+                  description="DIF = EMA12 - EMA26 of daily closes, DEA = EMA9 of DIF, MACD bar (histogram) "
+                              "= 2 x (DIF - DEA).",
                   decimals=4, width=14, height=8,
-                  overrides=(("MACD histogram", {"custom.drawStyle": "bars", "custom.fillOpacity": 80}),)),
+                  overrides=(("MACD bar", {"custom.drawStyle": "bars", "custom.fillOpacity": 80}),)),
             Panel("Basket look-through", "table",
                   (Target(f'label_replace(fundflow_etf_basket_southbound_net_buy_hkd{_SYM}, '
                           f'"column", "southbound net buy $1", "window", "(.+)") '
@@ -785,7 +991,7 @@ _SYMBOL = Dashboard(
         )),
         Row("Southbound (Hong Kong stocks)", (
             Panel("Southbound streak history", "timeseries",
-                  (Target(f"fundflow_southbound_net_buy_streak_days{_SYM}", "streak (days)"),),
+                  (Target(f"fundflow_southbound_net_buy_streak_sessions{_SYM}", "streak (days)"),),
                   description="Consecutive closed trading days of net buying (positive) or selling (negative). "
                               "Alerts at +/-{streak_days}.",
                   decimals=0, width=12, height=8,

@@ -171,7 +171,7 @@ async def test_streak_alert_reaches_the_webhook_and_every_panel_has_data(
         assert await asyncio.to_thread(am.alerts), "Alertmanager holds the alert"
         # the seed scenario ends on 15 days
         await asyncio.to_thread(
-            prom.wait_for, f'fundflow_southbound_net_buy_streak_days{{symbol="{STREAK_SYMBOL}"}}',
+            prom.wait_for, f'fundflow_southbound_net_buy_streak_sessions{{symbol="{STREAK_SYMBOL}"}}',
             lambda r: r and float(r[0]["value"][1]) == 15, 60)
 
         # issue 11: on the seed day 513770.SH reaches a 250-day high, an AUM record above 10bn CNY

@@ -159,7 +159,8 @@ def test_market_hours_alerts_are_gated_on_market_open():
     gated = {a.name for a in S.ALERTS if a.gate is not None}
     assert {"FundflowEtfTurnoverSurge", "FundflowEtfVolumeRatioHigh", "FundflowEtfLargeNetInflow",
             "FundflowEtfLargeNetOutflow", "FundflowFeedStalled", "FundflowSourceDisconnected",
-            "FundflowEtfNewHighOnHeavyVolume"} <= gated
+            "FundflowEtfNewHighOnHeavyVolume", "FundflowEtfMainNetInflow", "FundflowEtfMainNetOutflow",
+            "FundflowEtfPremiumHigh", "FundflowSouthboundQuotaNearlyUsed"} <= gated
     for a in _prometheus_alerts():
         if a["alert"] in gated:
             assert "fundflow_market_open" in a["expr"], a["alert"]
@@ -176,6 +177,33 @@ def test_issue_11_alerts():
     aum = spec.alert("FundflowEtfAumRecord")
     assert aum.labels["severity"] == "info"
     assert "fundflow_etf_aum_at_record == 1" in aum.expr
+
+
+def test_main_force_premium_and_quota_alerts():
+    """Thresholds from [alerts]; the ETF alerts gated on the symbol's market, the quota alert on Hong Kong's."""
+    spec = S.build()
+    inflow, outflow = spec.alert("FundflowEtfMainNetInflow"), spec.alert("FundflowEtfMainNetOutflow")
+    assert inflow.value == 'label_replace(fundflow_etf_main_net_inflow_cny{window="1d"}, "market", "$1", ' \
+                           '"symbol", ".+[.](SH|SZ|HK)")'
+    assert inflow.expr.endswith(">= 200000000 and on(market) (market:fundflow_market_open:max == 1)")
+    assert outflow.value.startswith('label_replace(-fundflow_etf_main_net_inflow_cny{window="1d"}')
+    assert outflow.threshold == "200000000" and outflow.op == ">="  # main <= -200M
+    premium = spec.alert("FundflowEtfPremiumHigh")
+    assert premium.value.startswith("label_replace(abs(fundflow_etf_premium_ratio)")
+    assert (premium.op, premium.threshold, premium.for_) == (">=", "0.01", "5m")
+    quota = spec.alert("FundflowSouthboundQuotaNearlyUsed")
+    assert quota.expr == ('fundflow_southbound_quota_used_ratio >= 0.8 and on() '
+                          '(max(market:fundflow_market_open:max{market="HK"}) == 1)')
+    assert quota.gate == 'max(market:fundflow_market_open:max{market="HK"})'  # Grafana query G
+    cfg = AlertsConfig(main_net_inflow_1d_cny=3e8, premium_ratio=0.02, quota_used_ratio=0.9)
+    custom = S.build(cfg)
+    assert custom.alert("FundflowEtfMainNetInflow").threshold == "300000000"
+    assert "threshold 300,000,000 CNY" in custom.alert("FundflowEtfMainNetOutflow").annotations["description"]
+    assert custom.alert("FundflowEtfPremiumHigh").threshold == "0.02"
+    assert "threshold 2.00%" in custom.alert("FundflowEtfPremiumHigh").annotations["description"]
+    assert custom.alert("FundflowSouthboundQuotaNearlyUsed").threshold == "0.9"
+    with pytest.raises(ValueError):
+        S.MarketGate(per_symbol=True, market="HK")
 
 
 # --------------------------------------------------------------------------- (d) Grafana provisioning
@@ -289,13 +317,32 @@ def test_dashboards_have_the_panels_the_issues_ask_for():
     assert {"Top southbound net buys, 5 days", "Top southbound net buys, 20 days", "Current streaks",
             "ETF active net inflow by window", "Turnover today vs previous session", "Volume ratio",
             "Fundflow alerts firing"} <= titles("fundflow-overview")
+    # main force, order classes, premium, quota and sectors
+    assert {"Main-force net inflow today, top and bottom 5", "Net inflow by order class today, all ETFs",
+            "Order classes of the top 10 ETFs by main-force flow", "Premium to IOPV, top 10 by size",
+            "Southbound quota used", "Southbound quota balance", "Southbound net buy per channel",
+            "Sector ETF net inflow today", "Sector flows today"} <= titles("fundflow-overview")
+    for metric in ('fundflow_etf_main_net_inflow_cny{window="1d"}', 'fundflow_etf_order_net_inflow_cny{window="1d"}',
+                   "fundflow_etf_premium_ratio", "fundflow_southbound_quota_used_ratio",
+                   "fundflow_southbound_quota_balance_cny", "fundflow_southbound_channel_net_buy_hkd",
+                   'fundflow_sector_net_inflow_cny{window="1d"}', 'fundflow_sector_main_net_inflow_cny{window="1d"}',
+                   'fundflow_sector_southbound_net_buy_hkd{window="1d"}'):
+        assert metric in exprs("fundflow-overview"), metric
+    for metric in ("fundflow_etf_main_net_inflow_cny", "fundflow_etf_order_net_inflow_cny", "fundflow_etf_iopv_cny",
+                   "fundflow_etf_premium_ratio"):
+        assert f'{metric}{{symbol="$symbol"' in exprs("fundflow-symbol"), metric
+    units = {p["title"]: p.get("fieldConfig", {}).get("defaults", {}).get("unit") for b in boards.values()
+             for p in b["panels"]}
+    assert units["Southbound quota used"] == units["Premium to IOPV"] == units["Premium now"] == "percentunit"
+    assert units["Southbound quota balance"] == units["Main-force net inflow by window"] == "currencyCNY"
+    assert units["Southbound net buy per channel"] == "currencyHKD"
     assert {"Ingest rate per source", "Rejected by reason", "Event lag p50 / p99", "Consumer lag",
             "Last event age", "Source connected"} <= titles("fundflow-pipeline")
     symbol = boards["fundflow-symbol"]
     assert [v["name"] for v in symbol["templating"]["list"]] == ["symbol"]
     assert "ETF signals" in titles("fundflow-symbol")  # the row
-    for metric in ("fundflow_etf_new_high", "fundflow_macd_dif", "fundflow_macd_dea", "fundflow_macd_histogram",
+    for metric in ("fundflow_etf_new_high", "fundflow_macd_dif", "fundflow_macd_dea", "fundflow_macd_bar",
                    "fundflow_macd_cross", "fundflow_etf_basket_southbound_net_buy_hkd",
                    "fundflow_etf_basket_top_weight_ratio", "fundflow_etf_price_change_ratio",
-                   "fundflow_etf_creation_net_inflow_cny", "fundflow_southbound_net_buy_streak_days"):
+                   "fundflow_etf_creation_net_inflow_cny", "fundflow_southbound_net_buy_streak_sessions"):
         assert metric in exprs("fundflow-symbol"), metric

@@ -32,6 +32,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from consumers.basket import from_mapping
 from monitor.bus.memory import MemoryBus
 from monitor.calendars import default_calendars, to_ms
+from monitor.cli import demo_sectors
 from monitor.config import Config
 from monitor.documents import report as report_document
 from monitor.events import Rejected
@@ -97,6 +98,7 @@ def until(events: list[dict[str, Any]], cut_ms: int) -> Iterator[dict[str, Any]]
 def service(events: Iterator[dict[str, Any]]) -> Service:
     svc = Service(Config(), bus=MemoryBus(1), live_clock=False, simulated_market=True)
     svc.engine.holdings = from_mapping(DEMO_HOLDINGS)
+    svc.engine.sectors = demo_sectors()
     for obj in events:
         try:
             ev = svc.validator.validate(obj)
@@ -116,6 +118,8 @@ def _paths(svc: Service) -> list[str]:
              "/api/v1/streaks?min_days=0&direction=sell", "/api/v1/streaks?direction=up", "/api/v1/flows",
              "/api/v1/flows?market=HK&window=5d&top=3", "/api/v1/flows?market=HK&window=1m"]
     paths += [f"/api/v1/flows?market={m}&window={w}" for m in ("SH", "SZ") for w in ("1m", "1h", "1d", "20d")]
+    paths += ["/api/v1/sectors", "/api/v1/sectors?window=5d", "/api/v1/sectors?window=20d",
+              "/api/v1/sectors?window=1h"]
     for s in engine.symbols():
         paths += [f"/api/v1/symbols/{s}", f"/api/v1/symbols/{s}/history", f"/api/v1/symbols/{s}/history?days=5"]
         if s in engine.etf:
@@ -178,3 +182,4 @@ def test_the_goldens_cover_every_document_kind(current: dict[str, str]) -> None:
     assert intraday["today"]["cumulative_turnover_cny"] and intraday["previous"]["cumulative_turnover_cny"]
     etf = orjson.loads(current["10:30 GET /api/v1/symbols/513770.SH"].split(" ", 1)[1])["etf"]
     assert etf["prev_turnover_same_time_cny"] and etf["net_inflow_cny"]["1h"] is not None
+    assert all(r["symbols"] and r["top_symbol"] for r in close["sectors"]["5d"])

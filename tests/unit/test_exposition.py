@@ -69,8 +69,8 @@ def test_one_gauge_family_equals_prometheus_client(help_: str, label: str, value
 
 @pytest.fixture(scope="module")
 def exposition() -> Exposition:
-    """Two simulated days of 6 ETFs and 4 stocks, 35 days of bars before them, a basket, an HK-listed ETF:
-    every family has samples."""
+    """Two simulated days of 6 ETFs and 4 stocks, 35 days of bars before them, a basket, an HK-listed ETF,
+    sectors: every family has samples."""
     cal = default_calendars()
     v, eng = Validator(cal), Engine(cal, 60, False)
     events = list(generate(Scenario.synthetic(6, 4, days=2, seed=3, trade_interval_s=60, tick_interval_s=300)))
@@ -89,6 +89,7 @@ def exposition() -> Exposition:
     for channel in ("SH", "SZ"):  # the quota families
         eng.apply(v.validate({"kind": "southbound_quota", "channel": channel, "quota_cny": 42e9, "balance_cny": 3e10,
                               "ts": to_ms(dt.datetime(2025, 9, 12, 10, 0, tzinfo=UTC8))}))
+    eng.sectors = {etf: "Sector A", min(eng.sb): "Sector A", max(eng.sb): 'Sector "B"'}  # a label to escape
     return Exposition(eng, PipelineStats())
 
 
@@ -97,7 +98,7 @@ def test_the_page_reprints_byte_for_byte(exposition: Exposition, openmetrics: bo
     page = exposition.render(openmetrics).decode()
     families = list((parse_openmetrics if openmetrics else parse_text)(page))
     business = {g.name for g in business_gauges(exposition.engine)}
-    assert len(business) == 28 and business <= {f.name for f in families if f.samples}  # all of them, with samples
+    assert len(business) == 35 and business <= {f.name for f in families if f.samples}  # all of them, with samples
     assert reprint(families, openmetrics).decode() == page
 
 

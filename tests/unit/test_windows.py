@@ -57,3 +57,26 @@ def test_memory_is_bounded_by_the_widest_window() -> None:
             w.advance(sec)
     w.advance(49_999)
     assert len(w.secs) == 3600
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5000), st.integers(-10**12, 10**12), st.integers(0, 3), st.booleans()),
+                max_size=80))
+def test_each_column_matches_brute_force_and_they_sum_to_the_total(steps: list[tuple[int, int, int, bool]]) -> None:
+    """Order-size classes as columns: same rule per column, in any arrival order, same seconds shared."""
+    w = SlidingSums(WIDTHS, columns=4)
+    seen: list[tuple[int, int, int]] = []
+    now = None
+    for sec, value, col, query in steps:
+        now = sec if now is None else max(now, sec)
+        w.add(sec, value, col)
+        seen.append((sec, value, col))
+        if query:
+            per_col = [brute([(s, v) for s, v, c in seen if c == k], now) for k in range(4)]
+            assert w.column_values(now) == [list(row) for row in zip(*per_col, strict=True)]
+            assert w.values(now) == brute([(s, v) for s, v, _ in seen], now)
+    if now is not None:
+        later = now + 901
+        per_col = [brute([(s, v) for s, v, c in seen if c == k], later) for k in range(4)]
+        assert w.column_values(later) == [list(row) for row in zip(*per_col, strict=True)]
+        assert w.values(later) == brute([(s, v) for s, v, _ in seen], later)

@@ -1,0 +1,155 @@
+"""Order-size classes: a trade is classed by its aggressor order's amount so far today.
+
+Tick-by-tick trade data carries both sides' order numbers. The aggressor (the buy order of a
+buyer-initiated trade, the sell order of a seller-initiated one) is the order that took
+liquidity; its size says who traded ("main force" = large + super-large orders). A trade is
+classed by its aggressor order's cumulative amount today *including this trade*, in the order
+the consumer applies trades, so the first fills of a large order stay in the smaller classes
+they had when applied. Without an aggressor id a trade is classed by its own amount.
+
+The per-order totals are the only per-order state and are held for the open day only: one
+64-bit key and one 64-bit total per order, in sorted arrays with a small dict in front of
+them (about 16 bytes an order, against ~100 for a dict of ints). Totals are capped at the top
+bound: past it an order's class can no longer change. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+from array import array
+from bisect import bisect_left
+from collections.abc import Sequence
+from typing import Any
+
+from consumers.dedupe import stable_hash
+from monitor.events import to_micro
+
+CLASSES = ("small", "medium", "large", "super_large")
+MAIN = (2, 3)  # large + super_large: the "main force"
+DEFAULT_BOUNDS_CNY = (50_000, 200_000, 1_000_000)
+_MAX_DIGITS = 18  # a decimal order number below 10**18 is its own key
+_MERGE_MIN = 64  # the dict in front of the arrays is merged into them past this many orders ...
+_MERGE_SHARE = 32  # ... or past 1/32 of the orders held, whichever is larger (amortized O(log n) a merge)
+
+
+class OrderClasses:
+    """The class bounds, in micros of the trading currency: class i holds amounts in [bound[i-1], bound[i])."""
+
+    __slots__ = ("b0", "b1", "b2")
+
+    def __init__(self, bounds_micro: Sequence[int]) -> None:
+        if len(bounds_micro) != 3 or not 0 < bounds_micro[0] < bounds_micro[1] < bounds_micro[2]:
+            raise ValueError(f"order class bounds must be three increasing amounts > 0, got {list(bounds_micro)}")
+        self.b0, self.b1, self.b2 = bounds_micro
+
+    @classmethod
+    def of_cny(cls, bounds: Sequence[float]) -> OrderClasses:
+        """Bounds given in CNY (the config's unit), to micros."""
+        return cls([to_micro(b, "order_class_bounds") for b in bounds])
+
+    @property
+    def cap(self) -> int:
+        """Totals at or past the top bound are all super_large: held capped there."""
+        return self.b2
+
+    def of(self, amount: int) -> int:
+        """The class index (0 small .. 3 super_large) of a cumulative amount."""
+        if amount < self.b1:
+            return 0 if amount < self.b0 else 1
+        return 2 if amount < self.b2 else 3
+
+
+DEFAULT_CLASSES = OrderClasses([b * 1_000_000 for b in DEFAULT_BOUNDS_CNY])
+
+
+def order_key(order_id: str) -> int:
+    """A 64-bit key per order id: a plain decimal number is itself (>= 0), any other id a stable hash (< 0)."""
+    if order_id.isdigit() and len(order_id) <= _MAX_DIGITS and (order_id[0] != "0" or len(order_id) == 1):
+        return int(order_id)
+    h = stable_hash(order_id)
+    return h if h < 0 else ~h
+
+
+class OrderTotals:
+    """Cumulative aggressor amount per order of one symbol-day (capped at the top class bound)."""
+
+    __slots__ = ("keys", "totals", "recent")
+
+    def __init__(self) -> None:
+        self.keys = array("q")  # sorted
+        self.totals = array("q")
+        self.recent: dict[int, int] = {}  # orders not merged into the arrays yet
+
+    def add(self, key: int, amount: int, cap: int) -> int:
+        """Add ``amount`` to order ``key``; returns its total including it (capped at ``cap``)."""
+        recent = self.recent
+        total = recent.get(key)
+        if total is not None:
+            total += amount
+            if total > cap:
+                total = cap
+            recent[key] = total
+            return total
+        keys = self.keys
+        i = bisect_left(keys, key)
+        if i < len(keys) and keys[i] == key:
+            total = self.totals[i] + amount
+            if total > cap:
+                total = cap
+            self.totals[i] = total
+            return total
+        total = amount if amount < cap else cap
+        recent[key] = total
+        if len(recent) >= _MERGE_MIN and len(recent) * _MERGE_SHARE >= len(keys):
+            self._merge()
+        return total
+
+    def _merge(self) -> None:
+        keys, totals = self.keys, self.totals
+        items = sorted(self.recent.items())
+        self.recent = {}
+        if not items:
+            return
+        if not keys or items[0][0] > keys[-1]:  # the usual case: exchanges number orders in time
+            keys.extend([k for k, _ in items])
+            totals.extend([t for _, t in items])
+            return
+        new_keys, new_totals = array("q"), array("q")
+        start = 0
+        for key, total in items:
+            i = bisect_left(keys, key, start)
+            new_keys += keys[start:i]
+            new_totals += totals[start:i]
+            new_keys.append(key)
+            new_totals.append(total)
+            start = i
+        new_keys += keys[start:]
+        new_totals += totals[start:]
+        self.keys, self.totals = new_keys, new_totals
+
+    def __len__(self) -> int:
+        return len(self.keys) + len(self.recent)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held: the arrays, and ~100 bytes a dict entry (its slot, key and value objects)."""
+        return 16 * len(self.keys) + 100 * len(self.recent)
+
+    def get(self, key: int) -> int | None:
+        total = self.recent.get(key)
+        if total is not None:
+            return total
+        i = bisect_left(self.keys, key)
+        return self.totals[i] if i < len(self.keys) and self.keys[i] == key else None
+
+    def to_state(self) -> dict[str, Any]:
+        self._merge()
+        return {"keys": base64.b64encode(self.keys.tobytes()).decode(),
+                "totals": base64.b64encode(self.totals.tobytes()).decode()}
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> OrderTotals:
+        out = cls()
+        out.keys.frombytes(base64.b64decode(data["keys"]))
+        out.totals.frombytes(base64.b64decode(data["totals"]))
+        return out
