@@ -7,6 +7,8 @@ Contract (what a checkpoint guarantees, and how a reader must treat the records)
   one *chunk* per ``CHUNK_SECONDS`` of the day (``cK``: the curve's rows: second, turnover, order-size
   class, active net). The open day's head also holds the per-order totals that class its trades.
   Per symbol: a *symbol* record (``s``: first day held, folded AUM record). Per partition: a *marker*.
+  A southbound channel's quota is held like a symbol's day: a *head* per channel and day under the
+  channel's stream key (``quota.SH``; monitor.events.quota_key), in the partition its records arrive on.
   A checkpoint writes only what changed: the heads of modified days and their changed chunks, so on
   a heavy day it writes a few kilobytes per active symbol, not the whole day again.
 * **Atomic by generation.** A checkpoint has a generation number, greater than any in the partition.
@@ -39,6 +41,7 @@ import orjson
 from consumers.bars import DayBar, ohlc
 from consumers.engine import DayKey, Engine
 from consumers.etf import EtfDay, EtfState
+from consumers.quota import QuotaRecord, channel_of
 from consumers.southbound import SouthboundDay, SouthboundState
 from consumers.windows import SlidingSums
 
@@ -242,6 +245,11 @@ class StateWriter:
         sb_day = sb.days.get(day) if sb is not None else None
         if sb_day is not None:
             doc["southbound"] = sb_day.to_state()
+        channel = channel_of(symbol)
+        if channel is not None:
+            quota = eng.quota.latest(channel, day)
+            if quota is not None:
+                doc["quota"] = quota.to_state()  # [ts_ms, quota, balance], micro-CNY
         if not doc:
             return None
         v = eng.view(symbol, day)
@@ -357,6 +365,10 @@ class StateWriter:
             sb_day = sb.days[day] = SouthboundDay.from_state(doc["southbound"])
             if sb_day.daily is not None:
                 eng.note_date(day)
+        if "quota" in doc:
+            channel = channel_of(symbol)
+            if channel is not None:
+                eng.quota.put(channel, day, QuotaRecord.from_state(doc["quota"]))
 
     def _rebuild_windows(self, symbols: Iterable[str]) -> None:
         """The intraday windows from the per-second nets of the days that still hold them."""

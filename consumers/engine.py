@@ -19,9 +19,21 @@ from consumers.bars import DayBar, DayView
 from consumers.etf import EtfState
 from consumers.gaps import FeedGaps
 from consumers.orders import DEFAULT_CLASSES, OrderClasses, order_key
+from consumers.quota import QuotaBook, QuotaRecord, channel_of
 from consumers.southbound import SouthboundDay, SouthboundState
 from monitor.calendars import DAY_MS, Calendars, TradingCalendar, iso, local_date
-from monitor.events import Bar, Event, Iopv, Rejected, SouthboundDaily, SouthboundTick, Trade, Units
+from monitor.events import (
+    Bar,
+    Event,
+    Iopv,
+    Rejected,
+    SouthboundDaily,
+    SouthboundQuota,
+    SouthboundTick,
+    Trade,
+    Units,
+    quota_key,
+)
 
 if TYPE_CHECKING:  # the query side reads the engine; the engine only holds its cache
     from consumers.views import ClosedHistory as _Closed
@@ -59,6 +71,7 @@ class Engine:
         self.latest_date: dt.date | None = None  # greatest date of date-only events
         self.etf: dict[str, EtfState] = {}
         self.sb: dict[str, SouthboundState] = {}
+        self.quota = QuotaBook()  # southbound quota records per channel and day (consumers/quota.py)
         self.applied: Counter[str] = Counter()
         self.duplicates: Counter[str] = Counter()
         self.late: Counter[str] = Counter()
@@ -124,6 +137,8 @@ class Engine:
             status = self._units(ev)  # type: ignore[arg-type]  # narrowed by kind
         elif kind == "bar":
             status = self._bar(ev)  # type: ignore[arg-type]  # narrowed by kind
+        elif kind == "southbound_quota":
+            status = self._quota(ev)  # type: ignore[arg-type]  # narrowed by kind
         elif kind == "iopv":
             status = self._iopv(ev)  # type: ignore[arg-type]  # narrowed by kind
         else:
@@ -258,8 +273,35 @@ class Engine:
             self._as_of_date = day_date
         day.tick_buy += t.buy
         day.tick_sell += t.sell
+        day.tick_net_sh += t.buy - t.sell if channel == "SH" else 0
         self.modified.add((symbol, day_date))
         return "late" if late else "applied"
+
+    def _quota(self, q: SouthboundQuota) -> str:
+        """Hold the channel's latest quota record of its day (consumers/quota.py); "late" when an
+        event-time-later record of that day is already held, or when its day is older than retention
+        keeps (QUOTA_RETAIN_DAYS southbound sessions up to the current one): such a record is dropped,
+        not refused, as only today's record is ever shown, and during a catch-up the quota partition may
+        be days behind the others (the clock judged here is the greatest over all of them)."""
+        ts = q.ts_ms
+        day_date = self._day_of(ts)
+        sb_cal = self.cal["SB"]
+        cur = self.current_day(sb_cal)
+        if cur is not None and day_date < cur:
+            keep = sb_cal.last_n(cur, retention.QUOTA_RETAIN_DAYS)
+            if keep and day_date < keep[0]:
+                return "late"
+        status = self.quota.offer(q.channel, day_date, QuotaRecord(ts, q.quota, q.balance))
+        if status == "duplicate":
+            return status
+        as_of = self.as_of_ms
+        if as_of is None or ts > as_of:
+            self.as_of_ms = ts
+            self._as_of_date = day_date
+        if status == "stale":
+            return "late"
+        self.modified.add((quota_key(q.channel), day_date))
+        return "applied"
 
     def _iopv(self, ev: Iopv) -> str:
         """The latest IOPV by event time (a later-applied one wins a tie); an earlier one changes nothing."""
@@ -401,6 +443,9 @@ class Engine:
             self.sb.pop(s, None)
             self.bars.pop(s, None)
             self.closed_cache.pop(s, None)
+            channel = channel_of(s)
+            if channel is not None:
+                self.quota.drop_channel(channel)
         self.modified = {k for k in self.modified if k[0] not in gone}
         self.gaps.drop_symbols(gone)
 

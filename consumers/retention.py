@@ -10,6 +10,8 @@
 * Units records: those before the retained sessions fold into the AUM record, and the day's bar takes
   the record's shares and NAV (the units record wins over the bar, also once it is gone).
 * Southbound days: ``SB_RETAIN_DAYS`` sessions (tiny; long streaks stay visible).
+* Southbound quota records: ``QUOTA_RETAIN_DAYS`` sessions (only today's is shown; the few before it
+  let a late record of a recent day still land on its own day instead of being refused).
 
 Every day changed here is marked modified, so the next checkpoint writes it as it now is (or
 deletes its records). Pure: no I/O.
@@ -22,13 +24,14 @@ from typing import TYPE_CHECKING
 
 from consumers.bars import DayBar
 from monitor.calendars import local_date
-from monitor.events import mul_micro
+from monitor.events import mul_micro, quota_key
 
 if TYPE_CHECKING:  # the engine calls this module; only its type is needed here
     from consumers.engine import Engine
 
 ETF_RETAIN_DAYS = 30  # trading days of ETF aggregates kept (20d window + volume-ratio look-back)
 SB_RETAIN_DAYS = 260  # southbound days are tiny; kept long so long streaks stay visible
+QUOTA_RETAIN_DAYS = 5  # southbound sessions of quota records kept, the current one included
 HISTORY_RETAIN_DAYS = 1500  # trading days of daily bars / traded-day summaries held ("all" history, MACD)
 # (EMA weights of closes older than that are below 1e-45: dropping them does not move a float)
 
@@ -126,6 +129,9 @@ def prune(engine: Engine) -> int:
     cur = engine.current_day(sb_cal, now)
     if cur is None:
         return released
+    quota_keep = sb_cal.last_n(cur, QUOTA_RETAIN_DAYS)
+    for channel, d in engine.quota.drop_before(quota_keep[0] if quota_keep else cur):
+        modified.add((quota_key(channel), d))  # its checkpoint record goes too
     keep = sb_cal.last_n(cur, SB_RETAIN_DAYS)
     oldest = keep[0] if keep else cur
     sb_keys_from = keys_from("SB")

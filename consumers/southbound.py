@@ -1,7 +1,9 @@
 """Per-stock southbound state and the consecutive net-buy-day streak.
 
 A day's net buy is the authoritative daily record (buy - sell) when one
-arrived, else the sum of the intraday ticks of both channels.
+arrived, else the sum of the intraday ticks of both channels. The ticks' net is
+also kept per channel (the daily record does not split by channel): the SH
+channel's is held, the SZ channel's is the rest (a tick's channel is SH or SZ).
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from consumers.dedupe import SeqSets
 
 
 class SouthboundDay:
-    __slots__ = ("tick_buy", "tick_sell", "daily", "seqs")
+    __slots__ = ("tick_buy", "tick_sell", "tick_net_sh", "daily", "seqs")
 
     def __init__(self) -> None:
         self.tick_buy = 0
         self.tick_sell = 0
+        self.tick_net_sh = 0  # buy - sell of the SH channel's ticks, micro-HKD (one field: kept on the hot path)
         self.daily: tuple[int, int] | None = None  # (buy, sell) micro-HKD
         self.seqs: SeqSets | None = SeqSets()  # None once the day no longer accepts ticks
 
@@ -28,14 +31,22 @@ class SouthboundDay:
             return self.daily[0] - self.daily[1]
         return self.tick_buy - self.tick_sell
 
+    def channel_net(self, channel: str) -> int:
+        """The ticks' net buy (buy - sell) of one channel, micro-HKD."""
+        sh = self.tick_net_sh
+        return sh if channel == "SH" else self.tick_buy - self.tick_sell - sh
+
     def to_state(self) -> dict[str, Any]:
-        return {"tick_buy": self.tick_buy, "tick_sell": self.tick_sell, "daily": self.daily,
+        return {"tick_buy": self.tick_buy, "tick_sell": self.tick_sell,
+                "channel_net": {"SH": self.tick_net_sh, "SZ": self.channel_net("SZ")}, "daily": self.daily,
                 "seqs": self.seqs.to_state() if self.seqs is not None else None}
 
     @classmethod
     def from_state(cls, data: dict[str, Any]) -> SouthboundDay:
         day = cls()
         day.tick_buy, day.tick_sell = data["tick_buy"], data["tick_sell"]
+        # a record written before the per-channel split has none: its ticks then count under SZ
+        day.tick_net_sh = int(data.get("channel_net", {}).get("SH", 0))
         daily = data["daily"]
         day.daily = (int(daily[0]), int(daily[1])) if daily is not None else None
         seqs = data.get("seqs")

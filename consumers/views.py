@@ -21,6 +21,7 @@ from consumers.bars import DayView
 from consumers.engine import Engine
 from consumers.etf import INTRADAY_WINDOWS, EtfDay, EtfState
 from consumers.orders import CLASSES, MAIN
+from consumers.quota import CHANNELS
 from consumers.southbound import SouthboundState, streak
 from monitor.calendars import TradingCalendar, local_date, local_seconds_of_day
 from monitor.events import mul_micro
@@ -496,6 +497,71 @@ def top_southbound(engine: Engine, window: str = "20d", top: int = 10) -> list[t
         return []
     ranked = sorted(((-_sb_sum(st, cal, cur, n), sym) for sym, st in engine.sb.items()))
     return [(sym, -neg) for neg, sym in ranked[:top]]
+
+
+# -- southbound quota ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class QuotaView:
+    """A Stock Connect southbound channel today: its latest quota record and its stocks' net buy.
+
+    ``date``/``ts_ms``/``quota``/``balance``/``used_ratio`` are those of the latest record by event time
+    of the current southbound day (None without one today); ``net_buy`` sums the channel's tick net
+    (buy - sell, micro-HKD) over every stock for the last 1/5/20 southbound days, today included.
+    """
+
+    channel: str
+    date: dt.date | None
+    ts_ms: int | None
+    quota: int | None  # micro-CNY
+    balance: int | None  # micro-CNY
+    used_ratio: float | None  # 1 - balance / quota
+    net_buy: dict[str, int | None]
+
+
+def southbound_quota(engine: Engine) -> list[QuotaView]:
+    """Both channels, SH then SZ, at the stream clock (today = the southbound calendar's current day)."""
+    cal = engine.cal["SB"]
+    cur = engine.current_day(cal)
+    nets = channel_net_buy(engine, cal, cur)
+    out = []
+    for channel in CHANNELS:
+        rec = engine.quota.latest(channel, cur)
+        net_buy = nets[channel]
+        if rec is None:
+            out.append(QuotaView(channel, None, None, None, None, None, net_buy))
+        else:
+            out.append(QuotaView(channel, cur, rec.ts_ms, rec.quota, rec.balance, rec.used_ratio, net_buy))
+    return out
+
+
+def channel_net_buy(engine: Engine, cal: TradingCalendar, cur: dt.date | None) -> dict[str, dict[str, int | None]]:
+    """Per channel, the ticks' net buy summed over stocks for each of MULTI_DAY (None without a current day).
+
+    From the ticks only, like the channel itself: a stock's daily record (which replaces its ticks in
+    its own net buy) does not say which channel bought.
+    """
+    if cur is None:
+        return {c: {name: None for name, _ in MULTI_DAY} for c in CHANNELS}
+    longest = max(n for _, n in MULTI_DAY)
+    days = cal.last_n(cur, longest)
+    # a day's index from the end (0 = the current day) decides which windows it falls in
+    sh_by_age = [0] * len(days)
+    total_by_age = [0] * len(days)
+    for st in engine.sb.values():
+        held = st.days
+        for age, d in enumerate(reversed(days)):
+            day = held.get(d)
+            if day is not None:
+                sh_by_age[age] += day.tick_net_sh
+                total_by_age[age] += day.tick_buy - day.tick_sell
+    out: dict[str, dict[str, int | None]] = {}
+    for channel in CHANNELS:
+        per_window: dict[str, int | None] = {}
+        for name, n in MULTI_DAY:
+            sh = sum(sh_by_age[:n])
+            per_window[name] = sh if channel == "SH" else sum(total_by_age[:n]) - sh
+        out[channel] = per_window
+    return out
 
 
 # -- a symbol, history and intraday curves (the board) ----------------------------------------------

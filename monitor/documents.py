@@ -22,6 +22,7 @@ from consumers.views import (
     EtfView,
     IntradayCurve,
     IntradayView,
+    QuotaView,
     SignalsView,
     SouthboundDayRow,
     SouthboundView,
@@ -142,6 +143,19 @@ def intraday(v: IntradayView) -> Doc:
     return {"step_seconds": v.step_seconds, "today": _curve(v.today), "previous": _curve(v.previous)}
 
 
+def southbound_quota(v: QuotaView) -> Doc:
+    """One channel's quota today (CNY) and its stocks' net buy (HKD); the record's fields null without one today."""
+    return {
+        "channel": v.channel,
+        "date": v.date.isoformat() if v.date is not None else None,
+        "ts": iso(v.ts_ms) if v.ts_ms is not None else None,
+        "quota_cny": money(v.quota),
+        "balance_cny": money(v.balance),
+        "used_ratio": v.used_ratio,
+        "net_buy_hkd": _moneys(v.net_buy),
+    }
+
+
 def sector_rows(rows: list[SectorRow]) -> list[Doc]:
     return [{"sector": r.sector, "symbols": r.symbols, "etf_net_inflow_cny": from_micro(r.etf_net_inflow),
              "etf_main_net_inflow_cny": from_micro(r.etf_main_net_inflow),
@@ -220,6 +234,11 @@ def flows_answer(engine: Engine, market: str, window: str, top: int) -> Doc:
     return {"as_of": as_of(engine), "market": market, "window": window, "flows": rows}
 
 
+def southbound_quota_answer(engine: Engine) -> Doc:
+    """GET /api/v1/southbound/quota: both channels, SH then SZ."""
+    return {"as_of": as_of(engine), "channels": [southbound_quota(v) for v in views.southbound_quota(engine)]}
+
+
 def sectors_answer(engine: Engine, window: str) -> Doc:
     """GET /api/v1/sectors: per sector, its ETFs' net inflows and its stocks' southbound net buy over ``window``."""
     return {"as_of": as_of(engine), "window": window, "sectors": sector_rows(sectors.sector_rows(engine, window))}
@@ -241,6 +260,7 @@ def report(engine: Engine, top: int = 10, rejected: Mapping[str, int] | None = N
         "as_of": as_of(engine),
         "symbols": docs,
         "top_southbound_20d": [[s, from_micro(v)] for s, v in views.top_southbound(engine, "20d", top)],
+        "southbound_quota": [southbound_quota(v) for v in views.southbound_quota(engine)],
         "sectors": {w: sector_rows(rows) for w, rows in sectors.sector_table(engine).items()},
         "rejected": dict(sorted((rejected or {}).items())),
         "duplicates": sum(engine.duplicates.values()),

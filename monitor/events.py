@@ -204,12 +204,29 @@ class SouthboundQuota:
     quota: int  # micro-CNY
     balance: int  # micro-CNY
 
+    @property
+    def symbol(self) -> str:
+        """The channel's stream key, standing where other events have their symbol (not a listed symbol).
+
+        It keys the channel's messages on the bus (one partition keeps a channel's records in order) and
+        names its records in the state topic, so the consumer and the checkpoints treat a channel like
+        a symbol: owned by the partition it arrives on.
+        """
+        return quota_key(self.channel)
+
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "southbound_quota", "channel": self.channel, "ts": self.ts_ms,
                 "quota_cny": from_micro(self.quota), "balance_cny": from_micro(self.balance)}
 
 
 Event = Trade | Units | SouthboundTick | SouthboundDaily | Bar | Iopv | SouthboundQuota
+
+QUOTA_KEY_PREFIX = "quota."  # a channel's stream key: no listed symbol starts so
+
+
+def quota_key(channel: str) -> str:
+    """The stream key of a southbound channel's quota records ("SH" -> "quota.SH")."""
+    return QUOTA_KEY_PREFIX + channel
 
 
 def from_micro(units: int) -> float:
@@ -463,6 +480,8 @@ class Validator:
         if channel != "SH" and channel != "SZ":
             raise Rejected("bad_value", f"channel must be 'SH' or 'SZ', got {str(channel)[:10]!r}")
         ts = self._in_session(parse_ts(o["ts"]), self.calendars["SB"], f"{channel} quota")
+        if local_date(ts) not in self.calendars[channel]:  # as for ticks: the channel needs its exchange open
+            raise Rejected("outside_session", f"{channel} quota while {channel} is closed")
         quota, balance = to_micro(o["quota_cny"], "quota_cny"), to_micro(o["balance_cny"], "balance_cny")
         if quota == 0:
             raise Rejected("bad_number", "quota_cny must be > 0")

@@ -110,6 +110,7 @@ def business_steps(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
     yield from _etf_gauges(engine, families, etf_seen)
     yield from _signal_gauges(engine, families)
     yield from _southbound_gauges(engine, families, sb_seen)
+    yield from _quota_gauges(engine, families)
     yield from _sector_gauges(engine, families, etf_seen, sb_seen)
 
 
@@ -234,6 +235,28 @@ def _southbound_gauges(engine: Engine, families: list[GaugeText],
         streak.add_symbol(sym, v.streak_days)
         streak_sum.add_money(sym, v.streak_net_buy)
         provisional.add_money(sym, v.provisional_net_buy)
+
+
+def _quota_gauges(engine: Engine, families: list[GaugeText]) -> Iterator[None]:
+    """Per Stock Connect channel: today's quota record and the channel's net buy over its stocks."""
+    balance = GaugeText("southbound_quota_balance_cny", "Southbound daily quota balance left on the Stock Connect "
+                        "channel (SH or SZ), latest record by event time of the current southbound day, CNY.")
+    used = GaugeText("southbound_quota_used_ratio", "Share of the channel's southbound daily quota used: 1 - "
+                     "balance / quota of the current day's latest record (ratio).")
+    net = GaugeText("southbound_channel_net_buy_hkd", "Southbound net buy (buy - sell) of the channel's intraday "
+                    "ticks summed over stocks, over the last 1/5/20 southbound trading days, current day included, "
+                    "HKD.")
+    families += [balance, used, net]
+    yield
+    for v in views.southbound_quota(engine):
+        channel = f'channel="{escape_label(v.channel)}"'
+        if v.balance is not None:
+            balance.add(channel, v.balance / MICRO)
+        if v.used_ratio is not None:
+            used.add(channel, v.used_ratio)
+        for window, micros in v.net_buy.items():
+            if micros is not None:
+                net.add(f'{channel},window="{window}"', micros / MICRO)
 
 
 def _sector_gauges(engine: Engine, families: list[GaugeText], etf_seen: Mapping[str, views.EtfView],

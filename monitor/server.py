@@ -158,6 +158,10 @@ async def flows(request: web.Request) -> web.Response:
     return json_response(documents.flows_answer(request.app[ENGINE], market, window, top))
 
 
+async def southbound_quota(request: web.Request) -> web.Response:
+    return json_response(documents.southbound_quota_answer(request.app[ENGINE]))
+
+
 async def sectors(request: web.Request) -> web.Response:
     window = request.query.get("window", "1d")
     if window not in SB_WINDOWS:
@@ -191,6 +195,7 @@ def make_app(engine: Engine, exposition: Exposition, ready: Callable[[], bool],
     app.router.add_get("/api/v1/status", status)
     app.router.add_get("/api/v1/streaks", streaks)
     app.router.add_get("/api/v1/flows", flows)
+    app.router.add_get("/api/v1/southbound/quota", southbound_quota)
     app.router.add_get("/api/v1/sectors", sectors)
     app.router.add_get("/api/v1/openapi.json", openapi)
     add_board_routes(app)

@@ -181,6 +181,8 @@ def dedupe_key(ev: Any) -> Any:
         return ("s", ev.symbol, ev.channel, ev.seq, ev.ts_ms // 86_400_000)
     if kind == "units":
         return ("u", ev.symbol, ev.date, ev.shares, ev.nav)
+    if kind == "southbound_quota":
+        return ("q", ev.channel, ev.ts_ms, ev.quota, ev.balance)
     return ("d", ev.symbol, ev.date, ev.buy, ev.sell)
 
 

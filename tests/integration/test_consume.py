@@ -305,7 +305,7 @@ def test_api_openapi_describes_every_route(reference_proc):
     spec = reference_proc.json("/api/v1/openapi.json")
     for path in ("/metrics", "/healthz", "/readyz", "/api/v1/symbols", "/api/v1/symbols/{symbol}",
                  "/api/v1/symbols/{symbol}/history", "/api/v1/symbols/{symbol}/intraday", "/api/v1/status",
-                 "/api/v1/streaks", "/api/v1/flows", "/api/v1/sectors", "/ingest"):
+                 "/api/v1/streaks", "/api/v1/flows", "/api/v1/sectors", "/api/v1/southbound/quota", "/ingest"):
         assert path in spec["paths"], path
 
 

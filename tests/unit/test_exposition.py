@@ -86,6 +86,9 @@ def exposition() -> Exposition:
     eng.apply(v.validate({"kind": "trade", "symbol": "02800.HK", "ts": to_ms(dt.datetime(2025, 9, 12, 10, 0, tzinfo=UTC8)),
                           "price": 25.1, "volume": 10, "trade_id": "hk1"}))
     eng.holdings = basket.from_mapping({etf: {s: "0.1" for s in sorted(eng.sb)}})
+    for channel in ("SH", "SZ"):  # the quota families
+        eng.apply(v.validate({"kind": "southbound_quota", "channel": channel, "quota_cny": 42e9, "balance_cny": 3e10,
+                              "ts": to_ms(dt.datetime(2025, 9, 12, 10, 0, tzinfo=UTC8))}))
     eng.sectors = {etf: "Sector A", min(eng.sb): "Sector A", max(eng.sb): 'Sector "B"'}  # a label to escape
     return Exposition(eng, PipelineStats())
 
@@ -95,7 +98,7 @@ def test_the_page_reprints_byte_for_byte(exposition: Exposition, openmetrics: bo
     page = exposition.render(openmetrics).decode()
     families = list((parse_openmetrics if openmetrics else parse_text)(page))
     business = {g.name for g in business_gauges(exposition.engine)}
-    assert len(business) == 28 and business <= {f.name for f in families if f.samples}  # all of them, with samples
+    assert len(business) == 35 and business <= {f.name for f in families if f.samples}  # all of them, with samples
     assert reprint(families, openmetrics).decode() == page
 
 

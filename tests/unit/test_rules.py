@@ -519,7 +519,10 @@ def test_report_shape_and_nulls() -> None:
              {"kind": "trade", "symbol": ETF, "ts": at("2025-09-13", "10:00:00"), "price": 1.0, "volume": 1,
               "trade_id": "weekend"}])
     rep = r.report
-    assert set(rep) == {"as_of", "symbols", "top_southbound_20d", "sectors", "rejected", "duplicates", "late"}
+    assert set(rep) == {"as_of", "symbols", "top_southbound_20d", "sectors", "southbound_quota", "rejected",
+                        "duplicates", "late"}
+    assert [q["channel"] for q in rep["southbound_quota"]] == ["SH", "SZ"]
+    assert rep["southbound_quota"][0]["quota_cny"] is None  # no quota record: nulls
     assert rep["sectors"] == {"1d": [], "5d": [], "20d": []}  # no [sectors] csv
     etf = rep["symbols"][ETF]["etf"]
     assert set(etf["net_inflow_cny"]) == {"1m", "5m", "15m", "1h", "1d", "5d", "20d"}
