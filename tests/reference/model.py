@@ -394,7 +394,7 @@ class Model:
             trades.append({"symbol": sym, "day": day, "ts": t, "order": order, "price": price, "volume": volume,
                            "amount": amount, "side": side or tick, "buy_order_id": order_id(e.get("buy_order_id")),
                            "sell_order_id": order_id(e.get("sell_order_id"))})
-        self.iopvs, self.quotas = iopvs, quotas
+        self.iopvs, self.quotas, self.trades = iopvs, quotas, trades
         classify_orders(trades, self.bounds)
         return self.report(as_of, latest_date, trades, ticks, units, dailies, rejected, duplicates, late)
 
