@@ -40,6 +40,32 @@ service does, and the tests pin it):
   exchange day is before the last ``max_late_sessions + 1`` trading days of its
   market (southbound days for ticks) on or before the clock's date. The model
   reads one ordered stream, so its clock is the stream's.
+
+The flows rules (order classes, IOPV premium, southbound quota, sectors) are
+modelled from the issue text only; the readings taken where it leaves a choice:
+
+- Order classes: the aggressor of a trade is its buy order for side B and its
+  sell order for side S, the side being the field's or the tick rule's (above).
+  An order's cumulative is kept per (symbol, exchange day of the trade, order
+  id) -- the key has no side, as written -- over the applied trades (not
+  rejected, not duplicates) in which it is the aggressor, in apply order, this
+  trade included. Without an aggressor id a trade is classed by its own amount;
+  a trade without a side has no class (it counts in turnover only). Classes
+  and ``main`` use the active net inflow's windows; a class without trades in
+  a window is 0, null only where the net inflow is null. ``main_ratio_1d`` is
+  null when today's turnover is 0 (or there is no current day).
+- IOPV and southbound quota records: the latest of today by event time wins,
+  equal event times going to the later arrival. They are not duplicates, not
+  late and never too late, and they do not move the clock (the tests keep them
+  behind the stream's clock, so a service that lets them move it agrees).
+- Channel net buy: the ticks of the channel only (a daily record has no
+  channel), 1d/5d/20d southbound days; 0 when no tick, null with no current day.
+- Sectors: every sector of the map is listed; ``symbols`` counts its symbols
+  that have an ETF or a southbound part; a null window value adds 0; the top
+  symbol is the ETF with the largest active net inflow when the sector has an
+  ETF with data, else the stock with the largest net buy, ties to the first
+  symbol by name, null without symbols; rows sorted by ETF net inflow desc,
+  southbound net buy desc, sector name. Symbols not in the map are in no sector.
 """
 
 from __future__ import annotations
@@ -58,6 +84,9 @@ UTC8 = dt.timezone(dt.timedelta(hours=8))
 INTRADAY = (("1m", 60), ("5m", 300), ("15m", 900), ("1h", 3600))
 MULTI = (("1d", 1), ("5d", 5), ("20d", 20))
 CODES = {"SH": "XSHG", "SZ": "XSHG", "HK": "XHKG"}
+CLASSES = ("small", "medium", "large", "super_large")
+MAIN = ("large", "super_large")
+CHANNELS = ("SH", "SZ")
 
 
 # --------------------------------------------------------------------------- time helpers
@@ -198,11 +227,53 @@ class Calendars:
         return out[::-1]
 
 
+# --------------------------------------------------------------------------- order classes
+def order_id(value: Any) -> str | None:
+    """An order number as text (integers as their decimal text), None when absent."""
+    return None if value is None else str(value)
+
+
+def class_of(amount: Decimal, bounds: tuple[Decimal, Decimal, Decimal]) -> str:
+    """small < bounds[0] <= medium < bounds[1] <= large < bounds[2] <= super_large."""
+    for name, bound in zip(CLASSES, bounds, strict=False):
+        if amount < bound:
+            return name
+    return CLASSES[-1]
+
+
+def classify_orders(trades: list[dict[str, Any]], bounds: tuple[Decimal, Decimal, Decimal]) -> None:
+    """Sets ``cls`` on each applied trade (in apply order): the class of its aggressor order's cumulative
+    amount of the day including this trade, of its own amount without an aggressor id, None without a side."""
+    cumulative: dict[tuple[str, dt.date, str], Decimal] = defaultdict(Decimal)
+    for tr in trades:
+        side = tr["side"]
+        if side is None:
+            tr["cls"] = None
+            continue
+        aggressor = tr["buy_order_id"] if side == "B" else tr["sell_order_id"]
+        if aggressor is None:
+            tr["cls"] = class_of(tr["amount"], bounds)
+            continue
+        key = (tr["symbol"], tr["day"], aggressor)
+        cumulative[key] += tr["amount"]
+        tr["cls"] = class_of(cumulative[key], bounds)
+
+
+def _floats(values: Mapping[str, Decimal | None]) -> dict[str, float | None]:
+    return {k: None if v is None else float(v) for k, v in values.items()}
+
+
 # --------------------------------------------------------------------------- the model
 class Model:
     def __init__(self, closures: Iterable[Any] = (), grace_seconds: int = 60, session_margin_minutes: int = 60,
-                 top: int = 10, calendars: Calendars | None = None, max_late_sessions: int = 1) -> None:
+                 top: int = 10, calendars: Calendars | None = None, max_late_sessions: int = 1,
+                 order_class_bounds: Iterable[Any] = (50_000, 200_000, 1_000_000),
+                 sectors: Mapping[str, str] | None = None) -> None:
         self.cal = calendars or Calendars(closures)
+        small, medium, large = (dec(b) for b in order_class_bounds)
+        assert small <= medium <= large
+        self.bounds = (small, medium, large)
+        self.sectors = dict(sectors or {})
         self.max_late_sessions = max_late_sessions
         self.grace_ms = grace_seconds * 1000
         self.margin_ms = session_margin_minutes * 60_000
@@ -210,8 +281,8 @@ class Model:
 
     # -- intake: validation, duplicates, clock, tick rule (the one order-dependent rule) ----
     def _valid(self, e: Mapping[str, Any]) -> bool:
-        kind, sym = e["kind"], e["symbol"]
-        market = "SB" if kind in ("southbound", "southbound_daily") else self.cal.market(sym)
+        kind, sym = e["kind"], e.get("symbol", "")
+        market = "SB" if kind in ("southbound", "southbound_daily", "southbound_quota") else self.cal.market(sym)
         if kind in ("units", "southbound_daily"):
             return self.cal.is_day(market, dt.date.fromisoformat(e["date"]))
         t = ts_ms(e["ts"])
@@ -236,13 +307,24 @@ class Model:
         ticks: list[dict[str, Any]] = []
         arrived: dict[tuple[str, dt.date], list[Decimal]] = defaultdict(list)  # tick rule: prices in arrival order
         last_known: dict[tuple[str, dt.date], tuple[int, int, str, Decimal]] = {}  # (sym, day) -> max trade key + price
+        iopvs: list[dict[str, Any]] = []  # accepted IOPV records in arrival order
+        quotas: list[dict[str, Any]] = []  # accepted southbound quota records in arrival order
 
         self.too_late_at: list[int] = []  # positions of the events refused as too_late
         for i, e in enumerate(events):
             if not self._valid(e):
                 rejected["outside_session"] += 1
                 continue
-            kind, sym = e["kind"], e["symbol"]
+            kind, sym = e["kind"], e.get("symbol", "")
+            if kind == "iopv":
+                t = ts_ms(e["ts"])
+                iopvs.append({"symbol": sym, "ts": t, "day": exchange_date(t), "iopv": dec(e["iopv"]), "arrival": i})
+                continue
+            if kind == "southbound_quota":
+                t = ts_ms(e["ts"])
+                quotas.append({"channel": e["channel"], "ts": t, "day": exchange_date(t), "arrival": i,
+                               "quota": dec(e["quota_cny"]), "balance": dec(e["balance_cny"])})
+                continue
             if kind == "units":
                 day, rec = dt.date.fromisoformat(e["date"]), (dec(e["shares_outstanding"]), dec(e["nav"]))
                 if units[sym].get(day) == rec:
@@ -286,7 +368,8 @@ class Model:
             as_of = t if as_of is None or t > as_of else as_of
             day = exchange_date(t)
             if kind == "southbound":
-                ticks.append({"symbol": sym, "day": day, "net": dec(e["buy_hkd"]) - dec(e["sell_hkd"])})
+                ticks.append({"symbol": sym, "day": day, "channel": e["channel"],
+                              "net": dec(e["buy_hkd"]) - dec(e["sell_hkd"])})
                 continue
             price, volume = dec(e["price"]), dec(e["volume"])
             amount = dec(e["amount"]) if e.get("amount") is not None else price * volume
@@ -309,7 +392,10 @@ class Model:
             if (sym, day) not in last_known or order > last_known[(sym, day)][:3]:
                 last_known[(sym, day)] = (*order, price)
             trades.append({"symbol": sym, "day": day, "ts": t, "order": order, "price": price, "volume": volume,
-                           "amount": amount, "side": side or tick})
+                           "amount": amount, "side": side or tick, "buy_order_id": order_id(e.get("buy_order_id")),
+                           "sell_order_id": order_id(e.get("sell_order_id"))})
+        self.iopvs, self.quotas, self.trades = iopvs, quotas, trades
+        classify_orders(trades, self.bounds)
         return self.report(as_of, latest_date, trades, ticks, units, dailies, rejected, duplicates, late)
 
     # -- the report: every figure recomputed from the sets ---------------------------------------
@@ -329,12 +415,16 @@ class Model:
             sb_ticks[tk["symbol"]][tk["day"]] += tk["net"]
         sb_syms = set(sb_ticks) | {s for s in dailies if dailies[s]}
         symbols: dict[str, Any] = {}
+        self.etf_values: dict[str, dict[str, Any]] = {}  # exact figures per ETF, for the sectors
+        self.sb_values: dict[str, dict[str, Decimal | None]] = {}  # exact net buys per stock
         for sym in sorted(etf_syms | sb_syms):
             doc: dict[str, Any] = {}
             if sym in etf_syms:
                 doc["etf"] = self._etf(sym, by_sym.get(sym, []), units.get(sym, {}), as_of, latest_date)
             if sym in sb_syms:
+                self._last_sb_values: dict[str, Decimal | None] = {n: None for n, _ in MULTI}
                 doc["southbound"] = self._sb(sb_ticks.get(sym, {}), dailies.get(sym, {}), as_of, latest_date)
+                self.sb_values[sym] = self._last_sb_values
             symbols[sym] = doc
         ranking = []
         cur = self._current("SB", as_of, latest_date)
@@ -344,33 +434,55 @@ class Model:
                              for d in self.cal.last_n("SB", cur, 20)), Decimal(0))
                 ranking.append((-total, sym))
         ranking.sort()
+        self.quota = self._quota(ticks, as_of, latest_date)
+        self.sector_rows = {name: self._sectors(name, etf_syms, sb_syms) for name, _ in MULTI}
         return {
             "as_of": iso(as_of) if as_of is not None else None,
             "symbols": symbols,
             "top_southbound_20d": [[s, float(-neg)] for neg, s in ranking[: self.top]],
+            "sectors": {name: [{"sector": r["sector"], "symbols": r["symbols"],
+                                "etf_net_inflow_cny": float(r["etf_net_inflow"]),
+                                "etf_main_net_inflow_cny": float(r["etf_main_net_inflow"]),
+                                "southbound_net_buy_hkd": float(r["southbound_net_buy"]),
+                                "top_symbol": r["top_symbol"]} for r in rows]
+                        for name, rows in self.sector_rows.items()},
             "rejected": dict(sorted(rejected.items())),
             "duplicates": duplicates,
             "late": late,
         }
+
+    def _windows(self, market: str, signed: list[tuple[dict[str, Any], Decimal]], as_of: int | None,
+                 cur: dt.date | None) -> dict[str, Decimal | None]:
+        """Signed amounts summed per window: 1m..1h by event time (the trade's second after now - width),
+        1d/5d/20d over the market's trading days ending today."""
+        out: dict[str, Decimal | None] = {}
+        for name, width in INTRADAY:
+            if as_of is None:
+                out[name] = None
+            else:
+                now_s = as_of // 1000
+                out[name] = sum((v for tr, v in signed if tr["ts"] // 1000 > now_s - width), Decimal(0))
+        day_net: dict[dt.date, Decimal] = defaultdict(Decimal)
+        for tr, v in signed:
+            day_net[tr["day"]] += v
+        for name, n in MULTI:
+            out[name] = sum((day_net[d] for d in self.cal.last_n(market, cur, n)), Decimal(0)) if cur else None
+        return out
 
     def _etf(self, sym, trades, units, as_of, latest_date) -> dict[str, Any]:
         market = self.cal.market(sym)
         cur = self._current(market, as_of, latest_date)
         signed = [(tr, tr["amount"] if tr["side"] == "B" else -tr["amount"] if tr["side"] == "S" else Decimal(0))
                   for tr in trades]
-        net: dict[str, Any] = {}
-        for name, width in INTRADAY:
-            if as_of is None:
-                net[name] = None
-            else:
-                now_s = as_of // 1000
-                net[name] = float(sum((v for tr, v in signed if tr["ts"] // 1000 > now_s - width), Decimal(0)))
-        day_net: dict[dt.date, Decimal] = defaultdict(Decimal)
-        for tr, v in signed:
-            day_net[tr["day"]] += v
-        for name, n in MULTI:
-            net[name] = float(sum((day_net[d] for d in self.cal.last_n(market, cur, n)), Decimal(0))) if cur else None
-        doc: dict[str, Any] = {"net_inflow_cny": net, "creation_net_inflow_cny": self._creation(market, units)}
+        net = self._windows(market, signed, as_of, cur)
+        by_class = {c: self._windows(market, [(tr, v) for tr, v in signed if tr["cls"] == c], as_of, cur)
+                    for c in CLASSES}
+        main = {w: None if v is None else v + by_class["super_large"][w]  # type: ignore[operator]  # null together
+                for w, v in by_class["large"].items()}
+        self.etf_values[sym] = {"net_inflow": net, "main_net_inflow": main, "order_net_inflow": by_class}
+        doc: dict[str, Any] = {"net_inflow_cny": _floats(net), "creation_net_inflow_cny": self._creation(market, units),
+                               "order_net_inflow_cny": {c: _floats(by_class[c]) for c in CLASSES},
+                               "main_net_inflow_cny": _floats(main)}
 
         per_day: dict[dt.date, list[dict[str, Any]]] = defaultdict(list)
         for tr in trades:
@@ -390,6 +502,8 @@ class Model:
         else:
             prev_same = prev_turnover
         doc["turnover_cny"] = float(turnover) if cur else None
+        main_amount = sum((tr["amount"] for tr in today if tr["cls"] in MAIN), Decimal(0))
+        doc["main_ratio_1d"] = float(Fraction(main_amount) / Fraction(turnover)) if cur and turnover else None
         doc["prev_turnover_cny"] = None if prev_turnover is None else float(prev_turnover)
         doc["prev_turnover_same_time_cny"] = None if prev_same is None else float(prev_same)
         doc["turnover_vs_prev_session_ratio"] = {
@@ -401,6 +515,10 @@ class Model:
         prev_last = max(prev_trades, key=lambda tr: tr["order"])["price"] if prev_trades else None
         doc["last_price_cny"] = None if last is None else float(last)
         doc["price_change_ratio"] = float(Fraction(last) / Fraction(prev_last) - 1) if last is not None and prev_last else None
+        todays = [r for r in self.iopvs if r["symbol"] == sym and cur is not None and r["day"] == cur]
+        iopv = max(todays, key=lambda r: (r["ts"], r["arrival"]))["iopv"] if todays else None
+        doc["iopv_cny"] = None if iopv is None else float(iopv)
+        doc["premium_ratio"] = None if iopv is None or last is None else float(Fraction(last) / Fraction(iopv) - 1)
         if units:
             shares, nav = units[max(units)]
             doc["aum_cny"] = float(shares * nav)
@@ -446,8 +564,10 @@ class Model:
         if cur is None:
             return {"net_buy_hkd": {n: None for n, _ in MULTI}, "streak_days": 0, "streak_net_buy_hkd": 0.0,
                     "provisional_net_buy_hkd": None}
-        nets = {name: float(sum((self._sb_net(ticks, dailies, d) or Decimal(0) for d in self.cal.last_n("SB", cur, n)),
-                                Decimal(0))) for name, n in MULTI}
+        net_values: dict[str, Decimal | None] = {name: sum((self._sb_net(ticks, dailies, d) or Decimal(0) for d in self.cal.last_n("SB", cur, n)),
+                                Decimal(0)) for name, n in MULTI}
+        self._last_sb_values = net_values
+        nets = _floats(net_values)
         closed = cur in dailies or (as_of is not None and as_of > self.cal.close("SB", cur))
         day = cur if closed else self.cal.previous("SB", cur)
         count, total, sign = 0, Decimal(0), 0
@@ -463,3 +583,58 @@ class Model:
         cur_net = self._sb_net(ticks, dailies, cur)
         return {"net_buy_hkd": nets, "streak_days": sign * count, "streak_net_buy_hkd": float(total),
                 "provisional_net_buy_hkd": None if closed else float(cur_net or 0)}
+
+    # -- southbound quota and sectors ------------------------------------------------------------
+    def _quota(self, ticks: list[dict[str, Any]], as_of: int | None, latest_date: dt.date | None) -> list[dict[str, Any]]:
+        """Per channel (SH, SZ): the latest quota record of today by event time (later arrival on a tie) and
+        the net buy of the channel's ticks over 1d/5d/20d southbound days (exact: Decimal, Fraction)."""
+        cur = self._current("SB", as_of, latest_date)
+        out = []
+        for ch in CHANNELS:
+            today = [q for q in self.quotas if q["channel"] == ch and cur is not None and q["day"] == cur]
+            rec = max(today, key=lambda q: (q["ts"], q["arrival"])) if today else None
+            per_day: dict[dt.date, Decimal] = defaultdict(Decimal)
+            for tk in ticks:
+                if tk["channel"] == ch:
+                    per_day[tk["day"]] += tk["net"]
+            net = {name: sum((per_day[d] for d in self.cal.last_n("SB", cur, n)), Decimal(0)) if cur else None
+                   for name, n in MULTI}
+            out.append({"channel": ch, "date": rec["day"] if rec else None, "ts": rec["ts"] if rec else None,
+                        "quota": rec["quota"] if rec else None, "balance": rec["balance"] if rec else None,
+                        "used_ratio": 1 - Fraction(rec["balance"]) / Fraction(rec["quota"]) if rec else None,
+                        "net_buy": net})
+        return out
+
+    def quota_doc(self) -> dict[str, Any]:
+        """The channels of ``GET /api/v1/southbound/quota`` (after ``run``), floats as the API renders them."""
+        return {"channels": [{"channel": q["channel"], "date": q["date"].isoformat() if q["date"] else None,
+                              "ts": iso(q["ts"]) if q["ts"] is not None else None,
+                              "quota_cny": None if q["quota"] is None else float(q["quota"]),
+                              "balance_cny": None if q["balance"] is None else float(q["balance"]),
+                              "used_ratio": None if q["used_ratio"] is None else float(q["used_ratio"]),
+                              "net_buy_hkd": _floats(q["net_buy"])} for q in self.quota]}
+
+    def _sectors(self, window: str, etf_syms: set[str], sb_syms: set[str]) -> list[dict[str, Any]]:
+        """One row per sector of the map (exact sums; a null window value adds 0)."""
+        members: dict[str, list[str]] = defaultdict(list)
+        for sym, sector in self.sectors.items():
+            members[sector].append(sym)
+        rows: list[dict[str, Any]] = []
+        for sector, syms in members.items():
+            etfs = sorted(s for s in syms if s in etf_syms)
+            stocks = sorted(s for s in syms if s in sb_syms)
+            net = {s: self.etf_values[s]["net_inflow"][window] or Decimal(0) for s in etfs}
+            main = {s: self.etf_values[s]["main_net_inflow"][window] or Decimal(0) for s in etfs}
+            sb = {s: self.sb_values[s][window] or Decimal(0) for s in stocks}
+            if etfs:
+                top = min(etfs, key=lambda s: (-net[s], s))
+            elif stocks:
+                top = min(stocks, key=lambda s: (-sb[s], s))
+            else:
+                top = None
+            rows.append({"sector": sector, "symbols": len(set(etfs) | set(stocks)),
+                         "etf_net_inflow": sum(net.values(), Decimal(0)),
+                         "etf_main_net_inflow": sum(main.values(), Decimal(0)),
+                         "southbound_net_buy": sum(sb.values(), Decimal(0)), "top_symbol": top})
+        rows.sort(key=lambda r: (-r["etf_net_inflow"], -r["southbound_net_buy"], r["sector"]))
+        return rows

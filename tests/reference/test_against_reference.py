@@ -36,7 +36,7 @@ from tests.reference.model import UTC8, Model
 from tests.reference.model import Calendars as RefCalendars
 
 REPO = Path(__file__).resolve().parents[2]
-RATIO_KEYS = {"full_day", "same_time", "volume_ratio", "price_change_ratio"}
+RATIO_KEYS = {"full_day", "same_time", "volume_ratio", "price_change_ratio", "main_ratio_1d", "premium_ratio"}
 ISSUE11_KEYS = {"signals", "basket"}  # market signals of a symbol: not part of this model
 ETFS = ("513770.SH", "159920.SZ", "02800.HK")
 STOCKS = ("09988.HK", "00700.HK", "03690.HK")
