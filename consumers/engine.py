@@ -234,7 +234,7 @@ class Engine:
         else:
             classes = self.order_classes
             total = amount
-            if aggressor is not None and day.orders is not None:  # (no totals once the day closed)
+            if aggressor is not None and day.orders is not None:  # (totals go with the dedupe keys)
                 total = day.orders.add(order_key(aggressor), amount, classes.b2)
             cls = classes.of(total)
             st.windows.add(ts // 1000, signed, cls)

@@ -52,7 +52,8 @@ class EtfDay:
     is older than the current one it is compacted: the class and net columns (only needed to
     rebuild the intraday windows after a restart) go, rows merge into one per second, and the
     turnover column becomes cumulative, which is what the previous session's same-time turnover
-    reads. The per-order totals that class the trades go at the same time.
+    reads. The per-order totals that class the trades stay as long as the day takes trades (its
+    dedupe keys), so a late trade is classed by the same rule.
     """
 
     __slots__ = ("turnover", "volume", "buy", "sell", "first_key", "open", "last_key", "last",
@@ -78,7 +79,7 @@ class EtfDay:
         self.tick_last: int | None = None  # tick rule, arrival order: last price seen
         self.tick_prev: int | None = None  # ... and the last price different from it
         self.trade_ids: TradeIds | None = TradeIds()  # None once the day no longer accepts trades
-        self.orders: OrderTotals | None = OrderTotals()  # aggressor totals; None once the day closed
+        self.orders: OrderTotals | None = OrderTotals()  # aggressor totals; None with the dedupe keys
         self.flows = array("q", bytes(64))  # per class: buyer-initiated, seller-initiated amount
         self.dirty: set[int] = set()  # curve chunks changed since the last checkpoint
 
@@ -177,8 +178,8 @@ class EtfDay:
         return "B" if price > prev else "S"
 
     def compact(self) -> None:
-        """The day is no longer the current one: drop the class and net columns and the per-order totals,
-        merge the rows into one per second, make turnover cumulative."""
+        """The day is no longer the current one: drop the class and net columns, merge the rows into one
+        per second, make turnover cumulative."""
         if not self.cumulative:
             secs, amounts = array("i"), array("q")
             total = 0
@@ -193,7 +194,8 @@ class EtfDay:
             self.cumulative = True
         self.classes = None
         self.nets = None
-        self.orders = None
+        if self.orders is not None:
+            self.orders.pack()  # kept while the day takes late trades, without the dict in front
 
     def curve_items(self) -> Iterator[tuple[int, int]]:
         """(second of day, turnover in that row), ascending (a second may repeat before compaction)."""

@@ -7,7 +7,7 @@ classed by its aggressor order's cumulative amount today *including this trade*,
 the consumer applies trades, so the first fills of a large order stay in the smaller classes
 they had when applied. Without an aggressor id a trade is classed by its own amount.
 
-The per-order totals are the only per-order state and are held for the open day only: one
+The per-order totals are the only per-order state, held while the day takes trades: one
 64-bit key and one 64-bit total per order, in sorted arrays with a small dict in front of
 them (about 16 bytes an order, against ~100 for a dict of ints). Totals are capped at the top
 bound: past it an order's class can no longer change. Pure: no I/O.
@@ -101,10 +101,11 @@ class OrderTotals:
         total = amount if amount < cap else cap
         recent[key] = total
         if len(recent) >= _MERGE_MIN and len(recent) * _MERGE_SHARE >= len(keys):
-            self._merge()
+            self.pack()
         return total
 
-    def _merge(self) -> None:
+    def pack(self) -> None:
+        """Merge the dict into the sorted arrays."""
         keys, totals = self.keys, self.totals
         items = sorted(self.recent.items())
         self.recent = {}
@@ -143,7 +144,7 @@ class OrderTotals:
         return self.totals[i] if i < len(self.keys) and self.keys[i] == key else None
 
     def to_state(self) -> dict[str, Any]:
-        self._merge()
+        self.pack()
         return {"keys": base64.b64encode(self.keys.tobytes()).decode(),
                 "totals": base64.b64encode(self.totals.tobytes()).decode()}
 

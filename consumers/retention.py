@@ -6,7 +6,8 @@
   are rebuilt from it after a restart) and its dedupe keys; the previous session holds a compacted
   curve (cumulative turnover, for the same-time comparison) and its dedupe keys while it still takes
   late trades; older days hold neither.
-* Dedupe keys live as long as the slowest input stream still takes their day (``max_late_sessions``).
+* Dedupe keys, and the per-order totals that class trades by order size, live as long as the slowest
+  input stream still takes their day (``max_late_sessions``).
 * Units records: those before the retained sessions fold into the AUM record, and the day's bar takes
   the record's shares and NAV (the units record wins over the bar, also once it is gone).
 * Southbound days: ``SB_RETAIN_DAYS`` sessions (tiny; long streaks stay visible).
@@ -99,6 +100,7 @@ def prune(engine: Engine) -> int:
                 modified.add((sym, d))
             if day.trade_ids is not None and etf_keys_from is not None and d < etf_keys_from:
                 day.trade_ids = None
+                day.orders = None  # the day takes no more trades: no order's amount can change
                 modified.add((sym, d))
         old_units = sorted(d for d in st.units if d < oldest)
         for d in old_units[:-1]:  # the last one before the window is the baseline of the first inflow

@@ -55,8 +55,9 @@ modelled from the issue text only; the readings taken where it leaves a choice:
   a window is 0, null only where the net inflow is null. ``main_ratio_1d`` is
   null when today's turnover is 0 (or there is no current day).
 - IOPV and southbound quota records: the latest of today by event time wins,
-  equal event times going to the later arrival. They are not duplicates, not
-  late and never too late, and they do not move the clock (the tests keep them
+  equal event times going to the later arrival. One identical to the record
+  held (IOPV: the symbol's latest; quota: the channel-day's latest) is a
+  duplicate. They are not late and never too late, and they do not move the clock (the tests keep them
   behind the stream's clock, so a service that lets them move it agrees).
 - Channel net buy: the ticks of the channel only (a daily record has no
   channel), 1d/5d/20d southbound days; 0 when no tick, null with no current day.
@@ -318,12 +319,24 @@ class Model:
             kind, sym = e["kind"], e.get("symbol", "")
             if kind == "iopv":
                 t = ts_ms(e["ts"])
-                iopvs.append({"symbol": sym, "ts": t, "day": exchange_date(t), "iopv": dec(e["iopv"]), "arrival": i})
+                rec = {"symbol": sym, "ts": t, "day": exchange_date(t), "iopv": dec(e["iopv"]), "arrival": i}
+                held = [r for r in iopvs if r["symbol"] == sym]
+                latest = max(held, key=lambda r: (r["ts"], r["arrival"])) if held else None
+                if latest is not None and (latest["ts"], latest["iopv"]) == (t, rec["iopv"]):
+                    duplicates += 1  # the same as the record held
+                else:
+                    iopvs.append(rec)
                 continue
             if kind == "southbound_quota":
                 t = ts_ms(e["ts"])
-                quotas.append({"channel": e["channel"], "ts": t, "day": exchange_date(t), "arrival": i,
-                               "quota": dec(e["quota_cny"]), "balance": dec(e["balance_cny"])})
+                rec = {"channel": e["channel"], "ts": t, "day": exchange_date(t), "arrival": i,
+                       "quota": dec(e["quota_cny"]), "balance": dec(e["balance_cny"])}
+                held = [r for r in quotas if r["channel"] == rec["channel"] and r["day"] == rec["day"]]
+                latest = max(held, key=lambda r: (r["ts"], r["arrival"])) if held else None
+                if latest is not None and all(latest[k] == rec[k] for k in ("ts", "quota", "balance")):
+                    duplicates += 1  # the same as the channel-day's record held
+                else:
+                    quotas.append(rec)
                 continue
             if kind == "units":
                 day, rec = dt.date.fromisoformat(e["date"]), (dec(e["shares_outstanding"]), dec(e["nav"]))
@@ -446,6 +459,7 @@ class Model:
                                 "southbound_net_buy_hkd": float(r["southbound_net_buy"]),
                                 "top_symbol": r["top_symbol"]} for r in rows]
                         for name, rows in self.sector_rows.items()},
+            "southbound_quota": self.quota_doc()["channels"],
             "rejected": dict(sorted(rejected.items())),
             "duplicates": duplicates,
             "late": late,
@@ -621,7 +635,8 @@ class Model:
             members[sector].append(sym)
         rows: list[dict[str, Any]] = []
         for sector, syms in members.items():
-            etfs = sorted(s for s in syms if s in etf_syms)
+            # an HK-listed ETF trades in HKD: not summed with the mainland ETFs' CNY (nor counted)
+            etfs = sorted(s for s in syms if s in etf_syms and not s.endswith(".HK"))
             stocks = sorted(s for s in syms if s in sb_syms)
             net = {s: self.etf_values[s]["net_inflow"][window] or Decimal(0) for s in etfs}
             main = {s: self.etf_values[s]["main_net_inflow"][window] or Decimal(0) for s in etfs}

@@ -167,4 +167,4 @@ def test_prometheus_report_carries_the_same_state(report: dict[str, Any], events
             etf["net_inflow_cny"][window]
         assert sample_value(text, "fundflow_southbound_net_buy_hkd", {**sb_sym, "window": window}) == \
             sb["net_buy_hkd"][window]
-    assert sample_value(text, "fundflow_southbound_net_buy_streak_days", sb_sym) == sb["streak_days"] == 15
+    assert sample_value(text, "fundflow_southbound_net_buy_streak_sessions", sb_sym) == sb["streak_days"] == 15
