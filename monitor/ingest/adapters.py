@@ -181,6 +181,12 @@ def dedupe_key(ev: Any) -> Any:
         return ("s", ev.symbol, ev.channel, ev.seq, ev.ts_ms // 86_400_000)
     if kind == "units":
         return ("u", ev.symbol, ev.date, ev.shares, ev.nav)
+    if kind == "iopv":
+        return ("i", ev.symbol, ev.ts_ms, ev.iopv)
+    if kind == "southbound_quota":
+        return ("q", ev.channel, ev.ts_ms, ev.quota, ev.balance)
+    if kind == "bar":
+        return ("b", ev.symbol, ev.date, ev.open, ev.high, ev.low, ev.close, ev.volume, ev.amount)
     return ("d", ev.symbol, ev.date, ev.buy, ev.sell)
 
 
