@@ -26,7 +26,7 @@ from bench.common import REPO, env
 
 # The market day (measurements 6 and 7): the whole mainland ETF market and the southbound-eligible
 # stocks on a heavy day, 1,200 ETFs trading every ~2.5 s and 550 stocks ticking every minute per
-# channel: 7.27M events a day, 8.43M with the IOPVs (every 15 s per ETF) and quota balances (every
+# channel: 7.28M events a day, 8.44M with the IOPVs (every 15 s per ETF) and quota balances (every
 # minute per channel) of a tick-by-tick feed. Quick mode scales the symbols down by 20, not the rates.
 FULL = {"etfs": 2000, "stocks": 500, "mem_days": 5, "mem_etfs": 1200, "mem_stocks": 550,
         "latency_s": 60.0, "warmup_s": 5.0, "scrape_every": 2.0, "repeat": 2, "scrapes": 20, "quix_events": 100_000,
