@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from bench.kafka_bench import BenchError, Consume, _ready, fill, start_broker
-from bench.tape import Rec, TapeSpec
+from bench.tape import Rec, TapeSpec, key_of
 from monitor.calendars import midnight_ms
 from monitor.events import STATE_TOPIC, TOPICS
 from monitor.simulator import generate
@@ -41,7 +41,7 @@ def _tape(spec: TapeSpec) -> Iterator[Rec]:
     for ev in generate(spec.scenario()):
         ts = ev.get("ts")
         if isinstance(ts, int):
-            yield TOPICS[ev["kind"]], ev["symbol"].encode(), dumps(ev), ts
+            yield TOPICS[ev["kind"]], key_of(ev).encode(), dumps(ev), ts
 
 
 def _split(spec: TapeSpec, cut_ms: int, live_ms: int) -> tuple[Iterator[Rec], list[Rec]]:

@@ -7,6 +7,7 @@ never a failure: CI machines are noisy); 1 when a benchmark crashed or counted w
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import platform
 import shutil
@@ -25,7 +26,8 @@ from bench.common import REPO, env
 
 # The market day (measurements 6 and 7): the whole mainland ETF market and the southbound-eligible
 # stocks on a heavy day, 1,200 ETFs trading every ~2.5 s and 550 stocks ticking every minute per
-# channel: 7.27M events a day. Quick mode scales the symbols down by 20, not the rates.
+# channel: 7.28M events a day, 8.44M with the IOPVs (every 15 s per ETF) and quota balances (every
+# minute per channel) of a tick-by-tick feed. Quick mode scales the symbols down by 20, not the rates.
 FULL = {"etfs": 2000, "stocks": 500, "mem_days": 5, "mem_etfs": 1200, "mem_stocks": 550,
         "latency_s": 60.0, "warmup_s": 5.0, "scrape_every": 2.0, "repeat": 2, "scrapes": 20, "quix_events": 100_000,
         "recovery_live_s": 60.0}
@@ -126,12 +128,16 @@ def main(argv: list[str] | None = None) -> int:
         from bench.compute import bus_records, run_compute, run_scrape
         from bench.tape import TapeSpec, records
 
+        # Trades and ticks (the peer's job reads no more). The compute path gets the trades with their
+        # order ids (fundflow's own job: order classes); the Kafka runs compare against the peer, which
+        # cannot use them, so there both read the same tape without them (like for like).
         spec = TapeSpec(p["etfs"], p["stocks"], days=1)
         log(f"tape: one simulated day of {spec.etfs} ETFs + {spec.stocks} southbound stocks ...")
         tape = records(spec)
         n = len(tape)
         results["tape"] = {"events": n, "etfs": spec.etfs, "stocks": spec.stocks, "date": "2025-09-12",
-                           "trade_interval_s": spec.trade_interval_s, "tick_interval_s": spec.tick_interval_s}
+                           "trade_interval_s": spec.trade_interval_s, "tick_interval_s": spec.tick_interval_s,
+                           "order_ids": {"compute": True, "kafka": False}}
         log(f"tape: {n:,} events")
 
         # 1 + 5: compute path and scrape, in this process
@@ -189,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench import kafka_bench as kb
             from monitor.events import TOPICS
 
+            log("kafka: the same tape without order ids (the peer cannot use them) ...")
+            tape = records(dataclasses.replace(spec, order_ids=False))
+            if len(tape) != n:
+                raise kb.BenchError(f"{len(tape)} events without order ids, {n} with them")
             log("kafka: starting the broker ...")
             broker = kb.start_broker(workdir / "kafka")
             log(f"kafka: broker up at {broker.bootstrap} in {broker.start_seconds:.1f}s; filling {n:,} events ...")

@@ -82,7 +82,8 @@ class HttpConfig:
 class MqttConfig:
     host: str = "127.0.0.1"
     port: int = 1883
-    topics: list[str] = field(default_factory=lambda: ["md/etf/trades/#", "md/etf/units/#", "md/southbound/#"])
+    topics: list[str] = field(default_factory=lambda: [
+        "md/etf/trades/#", "md/etf/units/#", "md/etf/iopv/#", "md/southbound/#"])  # quota: md/southbound/quota/...
     client_id: str = "fundflow-ingest"
     username: str = ""
     password: str = ""

@@ -35,6 +35,7 @@ Event = dict[str, Any]
 
 _DEFAULT_ETFS = ("513770.SH", "159920.SZ", "513180.SH", "510300.SH")
 _DEFAULT_STOCKS = ("09988.HK", "00700.HK", "03690.HK", "01810.HK", "00941.HK", "02318.HK", "01299.HK", "00388.HK")
+_STORY_FILL_MEAN = 1.3  # aggressor orders of the story: 513770.SH's main (large + super-large) share ~58%
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,11 @@ class Scenario:
     tick_interval_s: float = 60.0  # mean seconds between ticks, per stock and channel
     story: bool = True  # pin the seed-day figures for the symbols that have them (513770.SH, 09988.HK, ...)
     history_days: int = 0  # daily bars for this many XSHG days before the first day of ticks (at most 300)
+    # Tick-by-tick extras, each from its own random stream (turning one off changes nothing else):
+    order_ids: bool = True  # trades carry buy_order_id / sell_order_id
+    order_fill_mean: float = _STORY_FILL_MEAN  # mean trades an aggressor order fills (geometric, >= 1)
+    iopv: bool = True  # an IOPV per ETF every 15 s of the session
+    quota: bool = True  # the southbound daily quota balance per channel every minute of the session
 
     @classmethod
     def synthetic(
@@ -62,17 +68,23 @@ class Scenario:
         end_date: dt.date = dt.date(2025, 9, 12),
         trade_interval_s: float = 3.0,
         tick_interval_s: float = 60.0,
+        order_ids: bool = True,
+        order_fill_mean: float = 2.5,
+        iopv: bool = True,
+        quota: bool = True,
     ) -> Scenario:
         """A large scenario for benchmarks: generated codes, random profiles, no pinned story.
 
-        ETFs alternate ``5xxxxx.SH`` / ``1xxxxx.SZ``; stocks are ``0xxxx.HK``.
+        ETFs alternate ``5xxxxx.SH`` / ``1xxxxx.SZ``; stocks are ``0xxxx.HK``. Aggressor orders fill
+        2.5 trades on average, as in liquid tick-by-tick data.
         """
         if not (0 <= n_etfs <= 200_000 and 0 <= n_stocks <= 9_999):
             raise ValueError("n_etfs must be in [0, 200000] and n_stocks in [0, 9999]")
         etfs = tuple(f"5{i // 2:05d}.SH" if i % 2 == 0 else f"1{i // 2:05d}.SZ" for i in range(n_etfs))
         stocks = tuple(f"0{j:04d}.HK" for j in range(1, n_stocks + 1))
         return cls(seed=seed, end_date=end_date, days=days, etfs=etfs, southbound=stocks,
-                   trade_interval_s=trade_interval_s, tick_interval_s=tick_interval_s, story=False)
+                   trade_interval_s=trade_interval_s, tick_interval_s=tick_interval_s, story=False,
+                   order_ids=order_ids, order_fill_mean=order_fill_mean, iopv=iopv, quota=quota)
 
 
 # --------------------------------------------------------------------------- calendars
@@ -228,6 +240,20 @@ _SB_GROSS = {  # typical daily gross (buy + sell), HKD
     "09988.HK": 9.0e9, "00700.HK": 7.0e9, "03690.HK": 4.0e9, "01810.HK": 3.5e9,
     "00941.HK": 1.5e9, "02318.HK": 1.2e9, "01299.HK": 1.0e9, "00388.HK": 1.1e9,
 }
+
+
+# IOPV: exchanges publish one every 15 s; the cross-border story ETF trades at a premium.
+_IOPV_STEP_MS = 15_000
+_STORY_PREMIUM = (0.015, 0.004)  # (center, band): 513770.SH between +1.1% and +1.9%
+_PREMIUM_BAND = 0.003  # every other ETF within +-0.3%
+# Southbound quota: RMB 42bn per channel and day, the balance published every minute.
+_QUOTA_STEP_MS = 60_000
+_QUOTA_CNY = 42_000_000_000
+_HKD_CNY = (9137, 10_000)  # CNY per HKD (September 2025), as a fraction
+# The story's stocks are the channel's big names, a part of its flow; the seed day ends with the
+# SH channel's quota nearly used (the demo's alert), SZ less so: (SH, SZ) used ratios at the close.
+_STORY_QUOTA_SCALE = 4.0
+_STORY_QUOTA_USED = (0.825, 0.55)
 
 
 def _rng(scenario: Scenario, *parts: object) -> random.Random:
@@ -424,10 +450,11 @@ def _poisson_offsets(rand: Callable[[], float], span: int, interval_ms: float) -
 def _etf_day(
     rng: random.Random, symbol: str, session: DaySession, prev_close: int, close: int,
     turnover_target: float, interval_ms: float, cap: int | None = None, bump: float = 0.0,
-    front: tuple[int, float] | None = None,
+    front: tuple[int, float] | None = None, orders: tuple[random.Random, float] | None = None,
 ) -> tuple[list[Event], dict[str, int]]:
     """One ETF-day of trades: a Poisson clock, a bid/ask bounce around a Brownian bridge to ``close``,
     heavy-tailed sizes scaled to hit ``turnover_target``. Returns events and integer totals.
+    ``orders`` (a stream of its own, mean fills per aggressor order) adds the order ids afterwards.
 
     Hot path (~500k trades per default run): uniform draws only, locals, no helper calls per trade.
     """
@@ -510,6 +537,8 @@ def _etf_day(
         else:
             sell += cents
         prev_p = p
+    if orders is not None:
+        _order_ids(orders[0], events, buys, orders[1])
     return events, {"turnover": turnover, "volume": volume, "buy": buy, "sell": sell, "last": prices[-1],
                     "open": prices[0], "high": max(prices), "low": min(prices)}
 
@@ -529,6 +558,109 @@ def _sb_ticks(
         seq += 1
         out.append({"kind": "southbound", "symbol": symbol, "ts": wall(off), "channel": channel,
                     "buy_hkd": b / 100, "sell_hkd": s / 100, "seq": seq})
+    return out
+
+
+def _order_ids(rng: random.Random, trades: list[Event], buys: list[bool], fill_mean: float) -> None:
+    """Add ``buy_order_id`` / ``sell_order_id`` to one symbol-day of trades (in place).
+
+    Order numbers are integers increasing through the day (with gaps: orders that never trade
+    here). A trade's aggressor order (the buy order of a buyer-initiated trade) fills a
+    geometric number of that side's trades, mean ``fill_mean``, so its cumulative amount can
+    cross the order-size bounds; the resting orders it meets are numbered before it (they were
+    in the book first), and a resting order is sometimes filled by two fills in a row.
+    """
+    rand = rng.random
+    log = math.log
+    cont = 1.0 - 1.0 / fill_mean if fill_mean > 1.0 else 0.0  # P(one more fill)
+    log_cont = log(cont) if cont > 0.0 else 0.0
+    next_id = rng.randrange(10_000, 100_000)
+    # per side (True = buy): [aggressor id, passive ids still to fill]
+    open_orders: dict[bool, tuple[int, list[int]]] = {}
+    for ev, b in zip(trades, buys, strict=True):
+        cur = open_orders.get(b)
+        if cur is None or not cur[1]:
+            fills = 1 + int(log(1.0 - rand()) / log_cont) if log_cont else 1
+            passive: list[int] = []
+            for k in range(fills):
+                if k and rand() < 0.25:
+                    passive.append(passive[-1])
+                else:
+                    next_id += 1 + int(-log(1.0 - rand()) * 6.0)
+                    passive.append(next_id)
+            next_id += 1 + int(-log(1.0 - rand()) * 6.0)
+            passive.reverse()  # popped from the end: the oldest resting order first
+            cur = open_orders[b] = (next_id, passive)
+        aggressor, other = cur[0], cur[1].pop()
+        if b:
+            ev["buy_order_id"], ev["sell_order_id"] = aggressor, other
+        else:
+            ev["buy_order_id"], ev["sell_order_id"] = other, aggressor
+
+
+def _grid(session: DaySession, step_ms: int) -> list[int]:
+    """Times every ``step_ms`` from the open to the close (both included), none inside the lunch break."""
+    out = list(range(session.open_ms, session.close_ms + 1, step_ms))
+    bs, be = session.break_start_ms, session.break_end_ms
+    if bs is not None and be is not None:
+        out = [t for t in out if not bs < t < be]
+    return out
+
+
+def _iopv_events(
+    rng: random.Random, symbol: str, session: DaySession, trades: list[Event], prev_close: int,
+    center: float, band: float,
+) -> list[Event]:
+    """IOPVs every 15 s: the recent trade prices (mean of the last three, the bid/ask bounce
+    smoothed) divided by 1 + a premium that wanders around ``center`` within ``center ± band``."""
+    gauss = rng.gauss
+    premium = center + gauss(0.0, band / 3)
+    keep = 0.97  # per 15 s: the premium drifts over minutes, not seconds
+    shock = band / 3 * math.sqrt(1.0 - keep * keep)
+    lo, hi = center - band, center + band
+    recent = [prev_close]
+    i, n = 0, len(trades)
+    out: list[Event] = []
+    for t in _grid(session, _IOPV_STEP_MS):
+        while i < n and trades[i]["ts"] <= t:
+            recent.append(round(trades[i]["price"] * 1000))
+            i += 1
+        if len(recent) > 3:
+            del recent[:-3]
+        premium = center + (premium - center) * keep + gauss(0.0, shock)
+        premium = lo if premium < lo else hi if premium > hi else premium
+        ref = sum(recent) / len(recent)  # mills
+        iopv = max(1, round(ref * 10 / (1.0 + premium)))  # 0.0001 CNY, as exchanges publish it
+        out.append({"kind": "iopv", "symbol": symbol, "ts": t, "iopv": iopv / 10_000})
+    return out
+
+
+def _quota_events(
+    session: DaySession, channel: str, flows: list[tuple[int, int]], scale: float, rest_cny: float,
+) -> list[Event]:
+    """The channel's quota balance every minute: the daily quota less the net buying so far, which is
+    the simulated stocks' (``flows``: (ts, net HKD cents), sorted) in CNY times ``scale`` plus the
+    rest of the market's ``rest_cny`` for the day, spent front-loaded (1 - (1 - x)^3 of it after a
+    fraction x of the session); kept within [0, quota]."""
+    quota = _QUOTA_CNY
+    num, den = _HKD_CNY
+    total = session.trading_ms
+    bs, be = session.break_start_ms, session.break_end_ms
+    out: list[Event] = []
+    i, n, net = 0, len(flows), 0
+    for t in _grid(session, _QUOTA_STEP_MS):
+        while i < n and flows[i][0] <= t:
+            net += flows[i][1]
+            i += 1
+        elapsed = t - session.open_ms
+        if bs is not None and be is not None and t >= be:
+            elapsed -= be - bs
+        spent = 1.0 - (1.0 - elapsed / total) ** 3  # front-loaded: most buy orders come in the morning
+        used = round(net * num * scale / den / 100 + rest_cny * spent)
+        balance = quota - used
+        balance = 0 if balance < 0 else quota if balance > quota else balance
+        out.append({"kind": "southbound_quota", "channel": channel, "ts": t, "quota_cny": quota,
+                    "balance_cny": balance})
     return out
 
 
@@ -552,7 +684,11 @@ class Simulation:
         }
 
     def events(self) -> Iterator[Event]:
-        """All events, day by day, in non-decreasing event time (units at the SH close, dailies at the HK close)."""
+        """All events, day by day, in non-decreasing event time (units at the SH close, dailies at the HK close).
+
+        Besides trades (with order ids), units and southbound ticks and dailies: IOPVs every 15 s
+        and the southbound quota balance every minute, unless the scenario turns them off.
+        """
         sc = self.scenario
         n = len(self.mainland)
         etf_plans = {s: _plan_etf(sc, s, n) for s in sc.etfs}
@@ -579,9 +715,15 @@ class Simulation:
                 if sym == story_etf and n > 2:  # prior highs stay below the seed day's early push
                     extra = ({"bump": _STORY_BUMP_TICKS, "front": _STORY_FRONT} if di == n - 1
                              else {"cap": _STORY_CAP_MILLS})
+                orders = (_rng(sc, "orders", sym, ymd), sc.order_fill_mean) if sc.order_ids else None
                 evs, tot = _etf_day(_rng(sc, "trades", sym, ymd), sym, sess, prev_close, plan.closes[di],
-                                    plan.turnover[di], trade_ms, **extra)
+                                    plan.turnover[di], trade_ms, orders=orders, **extra)
                 timed.extend(evs)
+                if sc.iopv:
+                    irng = _rng(sc, "iopv", sym, ymd)
+                    center, band = (_STORY_PREMIUM if sym == story_etf
+                                    else (irng.uniform(-0.001, 0.001), _PREMIUM_BAND - 0.001))
+                    timed.extend(_iopv_events(irng, sym, sess, evs, prev_close, center, band))
                 t_etf[sym][iso] = {"turnover": _dec_cents(tot["turnover"]), "volume": tot["volume"],
                                    "last_price": Decimal(tot["last"]).scaleb(-3),
                                    "buy": _dec_cents(tot["buy"]), "sell": _dec_cents(tot["sell"]),
@@ -599,6 +741,7 @@ class Simulation:
             if si is not None:
                 hk = self.sb_days[si]
                 last_day = sess.date == sc.end_date
+                channel_flows: dict[str, list[tuple[int, int]]] = {"SH": [], "SZ": []}
                 for sym in sc.southbound:
                     sp = sb_plans[sym]
                     net, gross = sp.net_cents[si], sp.gross_cents[si]
@@ -613,6 +756,9 @@ class Simulation:
                         evs = _sb_ticks(rng, sym, ch, hk, b, s, tick_ms, seqs[(sym, ch)])
                         seqs[(sym, ch)] = evs[-1]["seq"]
                         timed.extend(evs)
+                        if sc.quota:
+                            channel_flows[ch].extend(
+                                (e["ts"], round(e["buy_hkd"] * 100) - round(e["sell_hkd"] * 100)) for e in evs)
                     t_ticks[sym][iso] = _dec_cents(tb - ts_)
                     if last_day:
                         t_sb[sym][iso] = _dec_cents(tb - ts_)
@@ -620,6 +766,8 @@ class Simulation:
                         t_sb[sym][iso] = _dec_cents(buy - sell)
                         dailies.append({"kind": "southbound_daily", "symbol": sym, "date": iso,
                                         "buy_hkd": buy / 100, "sell_hkd": sell / 100})
+                if sc.quota:
+                    timed.extend(self._quota_day(hk, channel_flows, last_day))
 
             timed.sort(key=ts_key)  # per-stream runs are already sorted: timsort merges them cheaply
             # Date-only records go where their market closes (an HK half day closes before Shanghai).
@@ -635,6 +783,33 @@ class Simulation:
                 pos = cut
             yield from timed[pos:]
 
+
+    def _quota_day(self, hk: DaySession, flows: dict[str, list[tuple[int, int]]], last_day: bool) -> list[Event]:
+        """Both channels' quota balances of one southbound day (``flows``: (ts, net HKD cents) per channel).
+
+        A synthetic market is the whole channel: its net buying alone uses the quota. The story's
+        eight stocks are not: they count ``_STORY_QUOTA_SCALE`` times, and the rest of the market
+        adds what brings the day's close to a planned used ratio (on the seed day 82.5% for SH,
+        55% for SZ), spent front-loaded as the real balance is (most of it in the morning).
+        """
+        sc = self.scenario
+        out: list[Event] = []
+        if sc.story:
+            rng = _rng(sc, "quota", hk.date.isoformat())
+            sh = _STORY_QUOTA_USED[0] if last_day else rng.uniform(0.2, 0.6)
+            targets = {"SH": sh, "SZ": _STORY_QUOTA_USED[1] if last_day else sh * rng.uniform(0.6, 1.0)}
+        num, den = _HKD_CNY
+        for ch in ("SH", "SZ"):
+            day_flows = flows[ch]
+            day_flows.sort()
+            if sc.story:
+                scale = _STORY_QUOTA_SCALE
+                net_cny = sum(f[1] for f in day_flows) * num * scale / den / 100
+                rest = targets[ch] * _QUOTA_CNY - net_cny
+            else:
+                scale, rest = 1.0, 0.0
+            out.extend(_quota_events(hk, ch, day_flows, scale, rest))
+        return out
 
     def _history(self, etf_plans: dict[str, _EtfPlan]) -> Iterator[Event]:
         """Daily bars of every ETF for the ``history_days`` before the first day of ticks, oldest first."""

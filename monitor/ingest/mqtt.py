@@ -40,7 +40,8 @@ class MqttOptions:
     host: str = opt("127.0.0.1", "broker host")
     port: int = opt(1883, "broker port (8883 is usual with TLS)")
     topics: list[str] = opt(None, "topic filters to subscribe to",
-                            factory=lambda: ["md/etf/trades/#", "md/etf/units/#", "md/southbound/#"], flag="--topic")
+                            factory=lambda: ["md/etf/trades/#", "md/etf/units/#", "md/etf/iopv/#", "md/southbound/#"],
+                            flag="--topic")
     kinds: dict[str, str] = opt(None, "event kind per topic filter (FILTER=KIND) for payloads without a kind field; "
                                 "otherwise the kind field or the fields present decide", factory=dict, flag="--kind")
     client_id: str = opt("fundflow-ingest", "fixed client id: the broker keeps the session (and queues QoS 1 "

@@ -22,7 +22,18 @@ import orjson
 
 from monitor.bus import Bus
 from monitor.deadletter import deadletter_record
-from monitor.events import DEADLETTER_TOPIC, TOPICS, Event, Rejected, Validator, encode
+from monitor.events import (
+    DEADLETTER_TOPIC,
+    TOPICS,
+    Bar,
+    Event,
+    Rejected,
+    SouthboundDaily,
+    SouthboundQuota,
+    Units,
+    Validator,
+    encode,
+)
 from monitor.ingest.sink import OutRecord, Sink
 from monitor.stats import PipelineStats
 
@@ -48,6 +59,13 @@ class BatchResult:
         for e in self.errors:
             out[e["reason"]] = out.get(e["reason"], 0) + 1
         return out
+
+
+def event_key(ev: Event) -> bytes:
+    """The record key (and so the partition): the symbol; a quota record, which has none, its channel."""
+    if isinstance(ev, SouthboundQuota):
+        return ev.channel.encode()
+    return ev.symbol.encode()
 
 
 class _Countdown:
@@ -79,9 +97,10 @@ class Publisher:
         ts = getattr(ev, "ts_ms", None)
         if ts is not None:
             return ts
+        assert isinstance(ev, (Units, SouthboundDaily, Bar))  # no ts_ms: a dated kind
         cals = self.validator.calendars
         cal = cals["SB"] if ev.kind == "southbound_daily" else cals.for_symbol(ev.symbol)
-        session = cal.session(ev.date)  # type: ignore[union-attr]  # no ts_ms: a dated kind (units, daily, bar)
+        session = cal.session(ev.date)
         assert session is not None  # validated: a trading day
         return session.close_ms
 
@@ -93,7 +112,7 @@ class Publisher:
         return self.validator.validate(obj, kind)
 
     def event_record(self, ev: Event, on_done: Callable[[], None] | None = None) -> OutRecord:
-        return OutRecord(TOPICS[ev.kind], ev.symbol.encode(), encode(ev), self.event_time_ms(ev), on_done)
+        return OutRecord(TOPICS[ev.kind], event_key(ev), encode(ev), self.event_time_ms(ev), on_done)
 
     def deadletter_record(self, raw: bytes, reason: str, detail: str,
                           on_done: Callable[[], None] | None = None) -> OutRecord:

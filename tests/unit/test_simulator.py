@@ -13,6 +13,7 @@ import hashlib
 import re
 from collections import defaultdict
 from decimal import ROUND_HALF_EVEN, Decimal
+from fractions import Fraction
 from functools import lru_cache
 from itertools import islice, pairwise
 from typing import Any
@@ -116,7 +117,7 @@ def test_other_seed_other_data() -> None:
 
 def test_event_kinds_and_types(events: list[dict[str, Any]]) -> None:
     kinds = {e["kind"] for e in events}
-    assert kinds == {"trade", "units", "southbound", "southbound_daily"}
+    assert kinds == {"trade", "units", "southbound", "southbound_daily", "iopv", "southbound_quota"}
     for e in events:
         if e["kind"] == "trade":
             assert isinstance(e["ts"], int) and isinstance(e["volume"], int) and e["volume"] > 0
@@ -129,6 +130,12 @@ def test_event_kinds_and_types(events: list[dict[str, Any]]) -> None:
             assert e["buy_hkd"] == round(e["buy_hkd"], 2) >= 0 and e["sell_hkd"] == round(e["sell_hkd"], 2) >= 0
         elif e["kind"] == "units":
             assert isinstance(e["shares_outstanding"], int) and e["nav"] == round(e["nav"], 4)
+        elif e["kind"] == "iopv":
+            assert isinstance(e["ts"], int) and e["iopv"] == round(e["iopv"], 4) and e["iopv"] > 0
+        elif e["kind"] == "southbound_quota":
+            assert e["channel"] in ("SH", "SZ") and isinstance(e["ts"], int)
+            assert e["quota_cny"] == 42_000_000_000 and isinstance(e["balance_cny"], int)
+            assert 0 <= e["balance_cny"] <= e["quota_cny"]
         else:
             assert e["buy_hkd"] == round(e["buy_hkd"], 2) and e["sell_hkd"] == round(e["sell_hkd"], 2)
 
@@ -148,7 +155,7 @@ def test_units_after_their_trades_dailies_after_their_ticks(events: list[dict[st
             seen_daily.add((e["symbol"], e["date"]))
         elif e["kind"] == "trade":
             assert (e["symbol"], local_date(e["ts"])) not in seen_units
-        else:
+        elif e["kind"] == "southbound":
             assert (e["symbol"], local_date(e["ts"])) not in seen_daily
 
 
@@ -299,6 +306,141 @@ def test_top_southbound_20d(facts: dict[str, Any]) -> None:
     assert totals[ranked[3]] < totals["03690.HK"] / 2
 
 
+# --------------------------------------------------------------------------- tick-by-tick extras: order ids, IOPV, quota
+
+CLASS_BOUNDS = (Decimal(50_000), Decimal(200_000), Decimal(1_000_000))  # CNY: small | medium | large | super_large
+
+
+def order_class(cumulative: Decimal) -> str:
+    small, medium, large = CLASS_BOUNDS
+    if cumulative < small:
+        return "small"
+    if cumulative < medium:
+        return "medium"
+    return "large" if cumulative < large else "super_large"
+
+
+def seed_day(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [e for e in events if e["kind"] == kind and local_date(e["ts"]) == SEED_DAY]
+
+
+def test_every_seed_day_trade_has_both_order_ids(events: list[dict[str, Any]]) -> None:
+    """Integers as exchanges number orders: both sides, never the same order, the resting one first."""
+    trades = seed_day(events, "trade")
+    assert len(trades) > 19_000
+    for e in trades:
+        assert type(e["buy_order_id"]) is int and type(e["sell_order_id"]) is int, e
+        assert e["buy_order_id"] != e["sell_order_id"]
+    # each symbol's aggressor orders are numbered upwards through the day, in the order they arrive
+    prev_tick: dict[str, float] = {}
+    seen: dict[str, set[int]] = defaultdict(set)
+    newest: dict[str, int] = defaultdict(int)
+    for e in trades:
+        sym = e["symbol"]
+        side = e.get("side") or ("B" if e["price"] > prev_tick[sym] else "S")
+        prev_tick[sym] = e["price"]
+        aggressor = e["buy_order_id"] if side == "B" else e["sell_order_id"]
+        passive = e["sell_order_id"] if side == "B" else e["buy_order_id"]
+        assert passive < aggressor, e  # the resting order was in the book first
+        if aggressor not in seen[sym]:
+            assert aggressor > newest[sym], e
+            seen[sym].add(aggressor)
+            newest[sym] = aggressor
+
+
+def test_order_classes_of_513770_seed_day_all_non_zero(events: list[dict[str, Any]], facts: dict[str, Any]) -> None:
+    """Each trade is classed by its aggressor order's cumulative amount including it (50k/200k/1M CNY);
+    the demo shows all four classes and a main (large + super-large) share of 30-60% of turnover."""
+    amount: dict[str, Decimal] = defaultdict(Decimal)
+    cumulative: dict[int, Decimal] = defaultdict(Decimal)
+    prev_price = None
+    turnover = Decimal(0)
+    for e in seed_day(events, "trade"):
+        if e["symbol"] != ETF:
+            continue
+        a = d(e["amount"])
+        side = e.get("side") or ("B" if e["price"] > prev_price else "S")  # the tick rule
+        prev_price = e["price"]
+        order = e["buy_order_id"] if side == "B" else e["sell_order_id"]
+        cumulative[order] += a
+        amount[order_class(cumulative[order])] += a
+        turnover += a
+    assert set(amount) == {"small", "medium", "large", "super_large"}
+    assert all(v > 0 for v in amount.values())
+    assert sum(amount.values()) == turnover == facts["turnover"][SEED_DAY]
+    assert Decimal("0.30") <= (amount["large"] + amount["super_large"]) / turnover <= Decimal("0.60")
+    assert 1.1 < sum(1 for e in seed_day(events, "trade") if e["symbol"] == ETF) / len(cumulative) < 1.6
+
+
+def test_iopv_every_15_s_and_513770_premium_at_the_close(events: list[dict[str, Any]]) -> None:
+    o, c, bs, be = sessions("XSHG")[SEED_DAY]
+    assert (c - o, be - bs) == (5.5 * 3_600_000, 1.5 * 3_600_000)
+    iopvs = seed_day(events, "iopv")
+    last_price = {e["symbol"]: d(e["price"]) for e in seed_day(events, "trade")}
+    for sym in Scenario().etfs:
+        times = [e["ts"] for e in iopvs if e["symbol"] == sym]
+        assert times[0] == o and times[-1] == c and bs in times and be in times
+        assert {b - a for a, b in pairwise(times)} == {15_000, be - bs}
+        assert len(times) == 2 * (2 * 3600 // 15 + 1) == 962
+        premium = last_price[sym] / d([e for e in iopvs if e["symbol"] == sym][-1]["iopv"]) - 1
+        if sym == ETF:  # a cross-border ETF at a premium: the demo's alert
+            assert Decimal("0.01") <= premium <= Decimal("0.02"), premium
+        else:
+            assert abs(premium) <= Decimal("0.004"), (sym, premium)
+
+
+def test_quota_every_minute_and_sh_used_at_the_close(events: list[dict[str, Any]]) -> None:
+    o, c, bs, be = sessions("XHKG")[SEED_DAY]
+    quotas = seed_day(events, "southbound_quota")
+    used = {}
+    for ch in ("SH", "SZ"):
+        rows = [e for e in quotas if e["channel"] == ch]
+        times = [e["ts"] for e in rows]
+        assert times[0] == o and times[-1] == c
+        assert {b - a for a, b in pairwise(times)} == {60_000, be - bs}
+        assert len(times) == (12 - 9.5) * 60 + 1 + (16 - 13) * 60 + 1 == 332
+        assert {e["quota_cny"] for e in rows} == {42_000_000_000}
+        assert rows[0]["balance_cny"] == 42_000_000_000  # nothing bought before the open
+        used[ch] = 1 - Fraction(rows[-1]["balance_cny"], rows[-1]["quota_cny"])
+    assert Fraction(80, 100) <= used["SH"] <= Fraction(85, 100)  # the demo's "quota nearly used"
+    assert used["SZ"] < used["SH"]
+
+
+def test_quota_only_on_southbound_days() -> None:
+    """No quota while HK is shut (Christmas), and the HK half day publishes until its noon close."""
+    evs = list(generate(Scenario(end_date=dt.date(2025, 12, 31), days=6, order_ids=False, iopv=False)))
+    quota_days = {local_date(e["ts"]) for e in evs if e["kind"] == "southbound_quota"}
+    tick_days = {local_date(e["ts"]) for e in evs if e["kind"] == "southbound"}
+    assert quota_days == tick_days and not quota_days & {"2025-12-25", "2025-12-26"}
+    half = [e["ts"] for e in evs if e["kind"] == "southbound_quota" and local_date(e["ts"]) == "2025-12-24"]
+    o, c, _, _ = sessions("XHKG")["2025-12-24"]
+    assert (half[0], half[-1], len(half)) == (o, c, 2 * ((c - o) // 60_000 + 1))
+
+
+def test_extras_leave_every_other_event_unchanged() -> None:
+    """The extras draw from streams of their own: without them the tape is the same, byte for byte."""
+    bare = list(generate(Scenario(days=2, order_ids=False, iopv=False, quota=False)))
+    full = [{k: v for k, v in e.items() if k not in ("buy_order_id", "sell_order_id")}
+            for e in generate(Scenario(days=2)) if e["kind"] not in ("iopv", "southbound_quota")]
+    assert bare == full
+    assert not any("buy_order_id" in e for e in bare)
+
+
+def test_synthetic_orders_fill_two_and_a_half_trades_on_average() -> None:
+    """The benchmark tape's aggressor orders: geometric, mean 2.5 trades."""
+    trades = [e for e in generate(Scenario.synthetic(4, 0, days=1, trade_interval_s=3.0)) if e["kind"] == "trade"]
+    fills: dict[tuple[str, int], int] = defaultdict(int)
+    prev: dict[str, float] = {}
+    for e in trades:
+        side = e.get("side") or ("B" if e["price"] > prev[e["symbol"]] else "S")
+        prev[e["symbol"]] = e["price"]
+        fills[(e["symbol"], e["buy_order_id"] if side == "B" else e["sell_order_id"])] += 1
+    mean = len(trades) / len(fills)
+    assert 2.3 < mean < 2.7, mean
+    single = sum(1 for n in fills.values() if n == 1) / len(fills)
+    assert 0.35 < single < 0.45  # geometric: P(1) = 1 / 2.5
+
+
 # --------------------------------------------------------------------------- calendars edge cases and scale
 
 
@@ -326,7 +468,7 @@ def test_synthetic_scenario() -> None:
     assert all(re.fullmatch(r"5\d{5}\.SH|1\d{5}\.SZ", s) for s in sc.etfs)
     assert all(re.fullmatch(r"0\d{4}\.HK", s) for s in sc.southbound)
     evs = list(generate(sc))
-    assert {e["symbol"] for e in evs} == set(sc.etfs) | set(sc.southbound)
+    assert {e["symbol"] for e in evs if e["kind"] != "southbound_quota"} == set(sc.etfs) | set(sc.southbound)
     assert evs == list(generate(sc))
 
 
