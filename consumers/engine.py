@@ -278,11 +278,10 @@ class Engine:
         return "late" if late else "applied"
 
     def _quota(self, q: SouthboundQuota) -> str:
-        """Hold the channel's latest quota record of its day (consumers/quota.py); "late" when an
-        event-time-later record of that day is already held, or when its day is older than retention
-        keeps (QUOTA_RETAIN_DAYS southbound sessions up to the current one): such a record is dropped,
-        not refused, as only today's record is ever shown, and during a catch-up the quota partition may
-        be days behind the others (the clock judged here is the greatest over all of them)."""
+        """Hold the channel's latest quota record of its day (consumers/quota.py). A record older than one
+        held for its day, or of a day older than retention keeps (QUOTA_RETAIN_DAYS southbound sessions up
+        to the current one), changes nothing and is not refused: only today's record is ever shown, and
+        during a catch-up the quota partition may be days behind the others."""
         ts = q.ts_ms
         day_date = self._day_of(ts)
         sb_cal = self.cal["SB"]
@@ -290,7 +289,7 @@ class Engine:
         if cur is not None and day_date < cur:
             keep = sb_cal.last_n(cur, retention.QUOTA_RETAIN_DAYS)
             if keep and day_date < keep[0]:
-                return "late"
+                return "applied"
         status = self.quota.offer(q.channel, day_date, QuotaRecord(ts, q.quota, q.balance))
         if status == "duplicate":
             return status
@@ -299,7 +298,7 @@ class Engine:
             self.as_of_ms = ts
             self._as_of_date = day_date
         if status == "stale":
-            return "late"
+            return "applied"
         self.modified.add((quota_key(q.channel), day_date))
         return "applied"
 
