@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
+import time
 from typing import Any
 
 import orjson
@@ -96,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
             apply()
             date = line.split()[1].decode()
             sizes = structure_bytes(engine, date)  # before the day's end compacts it
+            t0 = time.perf_counter()
+            page = svc.metrics.render()  # the /metrics page at the close, rendered in one go
+            render_ms = (time.perf_counter() - t0) * 1000
+            series = sum(1 for ln in page.splitlines() if ln and not ln.startswith(b"#"))
+            del page
             checkpoint()
             since_cp = since_prune = 0
             gc.collect()
@@ -103,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             out.write(orjson.dumps({"day": day, "date": date, "rss_mb": proc_rss_mb(), "events": total,
                                     "applied": sum(engine.applied.values()), **sizes,
                                     "state_topic_mb": sum(state.values()) / 1e6,
-                                    "state_topic_records": len(state)}).decode() + "\n")
+                                    "state_topic_records": len(state), "metrics_series": series,
+                                    "metrics_render_ms": round(render_ms, 1)}).decode() + "\n")
             out.flush()
             continue
         topic_b, part_b, value = line.rstrip(b"\n").split(b"\t", 2)

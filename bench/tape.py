@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from monitor.calendars import local_date
-from monitor.events import TOPICS
+from monitor.events import TOPICS, quota_key
 from monitor.simulator import Scenario, generate
 
 # One "simulated day of 2,000 symbols": 2,000 ETFs trading every ~30 s on average
@@ -53,9 +53,9 @@ Rec = tuple[str, bytes, bytes, int]  # topic, key, value, timestamp ms
 
 
 def key_of(ev: dict[str, Any]) -> str:
-    """The record key a producer gives the event: its symbol; a quota event's channel (it has no symbol)."""
+    """The record key a producer gives the event: its symbol; a quota event's channel stream key."""
     sym = ev.get("symbol")
-    return sym if sym is not None else ev["channel"]
+    return sym if sym is not None else quota_key(ev["channel"])
 
 
 def records(spec: TapeSpec, kinds: tuple[str, ...] = ("trade", "southbound")) -> list[Rec]:

@@ -29,7 +29,9 @@ from monitor.documents import exact_money
 from monitor.stats import LAG_BUCKETS, PipelineStats
 
 P = "fundflow_"
-CLASS_WINDOWS = ("5m", "1d", "5d", "20d")  # the order-class family's windows (every class x window x ETF is a series)
+# the order-class family's window: every class x window x ETF is a series (4 x 7 x 1,200 would be 34k, most of a
+# market's /metrics budget); the JSON API has every window, and main (large + super_large) has them here
+CLASS_WINDOWS = ("1d",)
 
 MICRO = 1_000_000
 
@@ -133,7 +135,7 @@ def _etf_gauges(engine: Engine, families: list[GaugeText], seen: dict[str, views
     main = GaugeText("etf_main_net_inflow_cny", "Active net inflow of large and super-large orders (by the aggressor "
                      "order's amount today) over the window, CNY.")
     by_class = GaugeText("etf_order_net_inflow_cny", "Active net inflow by order-size class of the aggressor order "
-                         "(small, medium, large, super_large) over the window (5m, 1d, 5d, 20d), CNY.")
+                         "(small, medium, large, super_large) over the session (window 1d), CNY.")
     iopv = GaugeText("etf_iopv_cny", "Latest IOPV (indicative value per share) published today, CNY.")
     premium = GaugeText("etf_premium_ratio", "Last price over today's latest IOPV, minus 1 (ratio; < 0 a discount).")
     families += [net, creation, ratio, turnover, prev_turnover, prev_same, volume_ratio, change, last, aum, main,

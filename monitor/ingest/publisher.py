@@ -29,7 +29,6 @@ from monitor.events import (
     Event,
     Rejected,
     SouthboundDaily,
-    SouthboundQuota,
     Units,
     Validator,
     encode,
@@ -62,9 +61,7 @@ class BatchResult:
 
 
 def event_key(ev: Event) -> bytes:
-    """The record key (and so the partition): the symbol; a quota record, which has none, its channel."""
-    if isinstance(ev, SouthboundQuota):
-        return ev.channel.encode()
+    """The record key (and so the partition): the symbol; a quota record's is its channel's stream key."""
     return ev.symbol.encode()
 
 

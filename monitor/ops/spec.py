@@ -897,10 +897,10 @@ _SYMBOL = Dashboard(
                   (Target('fundflow_etf_order_net_inflow_cny{symbol="$symbol", window="1d"}', "{{class}}"),),
                   description="How each order class's net inflow built up through the session.",
                   unit="currencyCNY", width=12, height=8),
-            Panel("Order classes by window", "table",
+            Panel("Order classes today", "table",
                   (Target(f"fundflow_etf_order_net_inflow_cny{_SYM}", instant=True, table=True),),
-                  description="Net inflow by order class over the last 5 minutes, the session and the last 5 and "
-                              "20 trading days, CNY.",
+                  description="Net inflow by order class this session, CNY. Every window of each class (1m to "
+                              "20d) is in /api/v1/symbols/$symbol: Prometheus carries the session's only.",
                   unit="currencyCNY", width=12, height=8,
                   transformations=(
                       {"id": "groupingToMatrix", "options": {

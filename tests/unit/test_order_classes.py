@@ -194,8 +194,9 @@ def test_metrics_carry_main_classes_and_premium() -> None:
     assert sample_value(page, "fundflow_etf_main_net_inflow_cny", {"symbol": SYM, "window": "1d"}) == 1_350_000
     medium = {"class": "medium", "symbol": SYM}
     assert sample_value(page, "fundflow_etf_order_net_inflow_cny", {**medium, "window": "1d"}) == 30_000
-    # classes: windows 5m, 1d, 5d and 20d only (cardinality)
-    assert sample_value(page, "fundflow_etf_order_net_inflow_cny", {**medium, "window": "1m"}) is None
+    # classes: the session's only (cardinality); main has every window
+    assert sample_value(page, "fundflow_etf_order_net_inflow_cny", {**medium, "window": "5d"}) is None
+    assert sample_value(page, "fundflow_etf_main_net_inflow_cny", {"symbol": SYM, "window": "1m"}) == 1_350_000
     assert sample_value(page, "fundflow_etf_iopv_cny", {"symbol": SYM}) == 0.99
     assert sample_value(page, "fundflow_etf_premium_ratio", {"symbol": SYM}) == pytest.approx(1.0 / 0.99 - 1)
 
