@@ -134,10 +134,11 @@ def test_the_state_topic_holds_the_retained_state_not_history() -> None:
     assert not state.orphans
     chosen = {base: doc for base, (_, doc) in state.records.items()}
     assert 1 <= len({date for (_, date, part) in chosen if part.startswith("c")}) <= 2  # curve: today, previous
-    etf_heads = [doc for (sym, _, part), doc in chosen.items() if part == "h" and not sym.endswith(".HK")]
+    etf_heads = [doc for (sym, _, part), doc in chosen.items()
+                 if part == "h" and not sym.endswith(".HK") and not sym.startswith("quota.")]
     with_trades = [h for h in etf_heads if "etf" in h]
     assert len(with_trades) <= 2 * ETF_RETAIN_DAYS  # older traded days are kept as their daily bar only
-    assert all(set(h) <= {"summary", "units", "ohlc", "symbol", "date", "gen", "v"} for h in etf_heads
+    assert all(set(h) <= {"summary", "units", "iopv", "ohlc", "symbol", "date", "gen", "v"} for h in etf_heads
                if "etf" not in h)
     # two keys per record at most (the double buffer), nothing else: deleted days left no records behind
     assert len([k for k, v in latest.items() if v is not None and k.count(b"|") == 4]) <= 2 * len(chosen)

@@ -9,6 +9,10 @@ CNY. main = large + super_large. The classes sum to the active net inflow in eve
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -34,6 +38,7 @@ T0 = 1757640600000  # 2025-09-12 09:30:00 +08:00 (a Friday session)
 NEXT_DAY = 1757899800000  # 2025-09-15 09:30:00 +08:00 (the next session)
 CAL = default_calendars()
 WINDOWS = ("1m", "5m", "15m", "1h", "1d", "5d", "20d")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def trade(n: int, amount: float, side: str | None, buy: Any = None, sell: Any = None, ts: int = T0,
@@ -228,3 +233,25 @@ def test_a_restart_keeps_each_orders_amount_so_far() -> None:
     assert doc["main_net_inflow_cny"]["1d"] == 1_350_000
     assert doc["iopv_cny"] == 1.01
     assert second.runner.applied_total == len(DAY) - 2  # only what came after the checkpoint was read
+
+
+def test_fundflow_replay_of_a_tape_with_order_ids_iopvs_and_quota(tmp_path: Path) -> None:
+    """The scenario's minute, an IOPV of 1.0 and an SH quota record, through ``fundflow replay``."""
+    tape = tmp_path / "flows.ndjson"
+    quota = {"kind": "southbound_quota", "channel": "SH", "ts": T0 + 60_000, "quota_cny": 42_000_000_000,
+             "balance_cny": 31_500_000_000}
+    tape.write_bytes(b"\n".join(orjson.dumps(e) for e in [*DAY, iopv(T0 + 2_000, 1.0), quota]) + b"\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FUNDFLOW_")}
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-m", "monitor", "replay", str(tape), "--report", "json", "-q"],
+                         cwd=REPO, env=env, capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    report = orjson.loads(out.stdout)
+    etf = report["symbols"][SYM]["etf"]
+    assert etf["main_net_inflow_cny"]["1d"] == 1_350_000
+    assert {c: w["1d"] for c, w in etf["order_net_inflow_cny"].items()} == \
+        {"small": 20_000, "medium": 30_000, "large": 150_000, "super_large": 1_200_000}
+    assert etf["iopv_cny"] == 1.0 and etf["premium_ratio"] == 0.0  # the last trade is at 1.0
+    sh = next(c for c in report["southbound_quota"] if c["channel"] == "SH")
+    assert sh["used_ratio"] == 0.25 and sh["balance_cny"] == 31_500_000_000
+    assert report["duplicates"] == 1

@@ -83,7 +83,7 @@ def test_the_latest_record_by_event_time_is_held_and_an_older_one_arriving_later
     assert (sh.date, sh.ts_ms, sh.quota, sh.balance) == (TODAY, at(TODAY, "11:00"), 42 * BN * MICRO, 25 * BN * MICRO)
     assert sh.used_ratio == 17 / 42  # (42 - 25) / 42
     assert eng.as_of_ms == at(TODAY, "11:00")  # quota events move the stream clock like ticks
-    assert (eng.applied["southbound_quota"], eng.late["southbound_quota"]) == (3, 1)
+    assert (eng.applied["southbound_quota"], eng.late["southbound_quota"]) == (3, 0)
 
 
 def test_a_record_with_the_same_event_time_and_other_numbers_is_a_correction() -> None:
