@@ -195,7 +195,7 @@ class EtfDay:
         self.classes = None
         self.nets = None
         if self.orders is not None:
-            self.orders.pack()  # kept while the day takes late trades, without the dict in front
+            self.orders.freeze()  # kept (compressed) while the day takes late trades
 
     def curve_items(self) -> Iterator[tuple[int, int]]:
         """(second of day, turnover in that row), ascending (a second may repeat before compaction)."""

@@ -16,9 +16,11 @@ bound: past it an order's class can no longer change. Pure: no I/O.
 from __future__ import annotations
 
 import base64
+import zlib
 from array import array
 from bisect import bisect_left
 from collections.abc import Sequence
+from itertools import accumulate, chain
 from typing import Any
 
 from consumers.dedupe import stable_hash
@@ -29,6 +31,7 @@ MAIN = (2, 3)  # large + super_large: the "main force"
 DEFAULT_BOUNDS_CNY = (50_000, 200_000, 1_000_000)
 _MAX_DIGITS = 18  # a decimal order number below 10**18 is its own key
 _MERGE_MIN = 64  # the dict in front of the arrays is merged into them past this many orders ...
+_U64 = (1 << 64) - 1
 _MERGE_SHARE = 32  # ... or past 1/32 of the orders held, whichever is larger (amortized O(log n) a merge)
 
 
@@ -73,15 +76,18 @@ def order_key(order_id: str) -> int:
 class OrderTotals:
     """Cumulative aggressor amount per order of one symbol-day (capped at the top class bound)."""
 
-    __slots__ = ("keys", "totals", "recent")
+    __slots__ = ("keys", "totals", "recent", "frozen")
 
     def __init__(self) -> None:
         self.keys = array("q")  # sorted
         self.totals = array("q")
         self.recent: dict[int, int] = {}  # orders not merged into the arrays yet
+        self.frozen: bytes | None = None  # the arrays compressed, while the day is closed
 
     def add(self, key: int, amount: int, cap: int) -> int:
         """Add ``amount`` to order ``key``; returns its total including it (capped at ``cap``)."""
+        if self.frozen is not None:
+            self.thaw()  # a late trade of a closed day: rare
         recent = self.recent
         total = recent.get(key)
         if total is not None:
@@ -128,15 +134,34 @@ class OrderTotals:
         new_totals += totals[start:]
         self.keys, self.totals = new_keys, new_totals
 
+    def freeze(self) -> None:
+        """The day closed: hold the totals compressed (key deltas and totals, about 7 bytes an order instead
+        of 16) until a late trade needs them."""
+        if self.frozen is None:
+            self.frozen = _compress(self._packed())
+            self.keys, self.totals = array("q"), array("q")
+
+    def thaw(self) -> None:
+        if self.frozen is not None:
+            self.keys, self.totals = _decompress(self.frozen)
+            self.frozen = None
+
+    def _packed(self) -> tuple[array, array]:
+        self.pack()
+        return (self.keys, self.totals) if self.frozen is None else _decompress(self.frozen)
+
     def __len__(self) -> int:
-        return len(self.keys) + len(self.recent)
+        return len(self._packed()[0]) + len(self.recent)
 
     @property
     def nbytes(self) -> int:
-        """Memory held: the arrays, and ~100 bytes a dict entry (its slot, key and value objects)."""
+        """Memory held: the arrays (or their compressed form), and ~100 bytes a dict entry."""
+        if self.frozen is not None:
+            return len(self.frozen)
         return 16 * len(self.keys) + 100 * len(self.recent)
 
     def get(self, key: int) -> int | None:
+        self.thaw()
         total = self.recent.get(key)
         if total is not None:
             return total
@@ -144,6 +169,8 @@ class OrderTotals:
         return self.totals[i] if i < len(self.keys) and self.keys[i] == key else None
 
     def to_state(self) -> dict[str, Any]:
+        if self.frozen is not None:
+            return {"z": base64.b64encode(self.frozen).decode()}
         self.pack()
         return {"keys": base64.b64encode(self.keys.tobytes()).decode(),
                 "totals": base64.b64encode(self.totals.tobytes()).decode()}
@@ -151,6 +178,28 @@ class OrderTotals:
     @classmethod
     def from_state(cls, data: dict[str, Any]) -> OrderTotals:
         out = cls()
+        if "z" in data:
+            out.frozen = base64.b64decode(data["z"])
+            return out
         out.keys.frombytes(base64.b64decode(data["keys"]))
         out.totals.frombytes(base64.b64decode(data["totals"]))
         return out
+
+
+def _compress(arrays: tuple[array, array]) -> bytes:
+    keys, totals = arrays
+    # gaps between sorted keys, modulo 2**64: small (mostly zero bytes) for numbered orders
+    deltas = array("Q", ((b - a) & _U64 for a, b in zip(chain((0,), keys), keys, strict=False)))
+    return zlib.compress(len(keys).to_bytes(8, "little") + deltas.tobytes() + totals.tobytes(), 1)
+
+
+def _decompress(data: bytes) -> tuple[array, array]:
+    raw = zlib.decompress(data)
+    n = int.from_bytes(raw[:8], "little")
+    deltas, totals = array("Q"), array("q")
+    deltas.frombytes(raw[8:8 + 8 * n])
+    totals.frombytes(raw[8 + 8 * n:])
+    keys = array("q")
+    for k in accumulate(deltas, lambda a, b: (a + b) & _U64):
+        keys.append(k - (1 << 64) if k >> 63 else k)
+    return keys, totals

@@ -255,3 +255,28 @@ def test_fundflow_replay_of_a_tape_with_order_ids_iopvs_and_quota(tmp_path: Path
     sh = next(c for c in report["southbound_quota"] if c["channel"] == "SH")
     assert sh["used_ratio"] == 0.25 and sh["balance_cny"] == 31_500_000_000
     assert report["duplicates"] == 1
+
+
+def test_a_late_trade_of_a_closed_day_is_classed_by_its_orders_amount_that_day() -> None:
+    """Order 5 buys 40k on the 12th; the 15th opens (the 12th closes, its totals are compressed); a late
+    40k fill of order 5 on the 12th makes it 80k: medium, on the 12th."""
+    engine = run([trade(1, 40_000, "B", buy=5), trade(2, 10_000, "B", ts=NEXT_DAY)])
+    engine.prune()
+    day = engine.etf[SYM].days[min(engine.etf[SYM].days)]
+    assert day.orders is not None and day.orders.frozen is not None
+    engine.apply(Validator(CAL).validate(trade(3, 40_000, "B", buy=5)))
+    assert day.flows[2] == 40_000 * 1_000_000  # medium buy on the 12th (micros)
+    assert day.orders.get(order_key("5")) == 80_000_000_000  # micros
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.integers(-2**63, 2**63 - 1), st.sampled_from([-2**63, 2**63 - 1, 0, -1])),
+                          st.integers(0, 10**12)), max_size=200))
+def test_frozen_totals_come_back_exactly(entries: list[tuple[int, int]]) -> None:
+    totals = OrderTotals()
+    for key, amount in entries:
+        totals.add(key, amount, 10**12)
+    before = {k: totals.get(k) for k, _ in entries}
+    totals.freeze()
+    again = OrderTotals.from_state(orjson.loads(orjson.dumps(totals.to_state())))
+    assert {k: again.get(k) for k, _ in entries} == before
