@@ -54,11 +54,11 @@ modelled from the issue text only; the readings taken where it leaves a choice:
   and ``main`` use the active net inflow's windows; a class without trades in
   a window is 0, null only where the net inflow is null. ``main_ratio_1d`` is
   null when today's turnover is 0 (or there is no current day).
-- IOPV and southbound quota records: the latest of today by event time wins,
+- IOPV and southbound quota records (an IOPV makes its ETF known): the latest of today by event time wins,
   equal event times going to the later arrival. One identical to the record
   held (IOPV: the symbol's latest; quota: the channel-day's latest) is a
-  duplicate. They are not late and never too late, and they do not move the clock (the tests keep them
-  behind the stream's clock, so a service that lets them move it agrees).
+  duplicate. They are not late and never too late; like every timed event, one
+  applied moves the clock (the greatest event time).
 - Channel net buy: the ticks of the channel only (a daily record has no
   channel), 1d/5d/20d southbound days; 0 when no tick, null with no current day.
 - Sectors: every sector of the map is listed; ``symbols`` counts its symbols
@@ -310,6 +310,8 @@ class Model:
         last_known: dict[tuple[str, dt.date], tuple[int, int, str, Decimal]] = {}  # (sym, day) -> max trade key + price
         iopvs: list[dict[str, Any]] = []  # accepted IOPV records in arrival order
         quotas: list[dict[str, Any]] = []  # accepted southbound quota records in arrival order
+        latest_iopv: dict[str, dict[str, Any]] = {}  # symbol -> its latest IOPV (event time, then arrival)
+        latest_quota: dict[tuple[str, dt.date], dict[str, Any]] = {}  # (channel, day) -> its latest record
 
         self.too_late_at: list[int] = []  # positions of the events refused as too_late
         for i, e in enumerate(events):
@@ -320,23 +322,28 @@ class Model:
             if kind == "iopv":
                 t = ts_ms(e["ts"])
                 rec = {"symbol": sym, "ts": t, "day": exchange_date(t), "iopv": dec(e["iopv"]), "arrival": i}
-                held = [r for r in iopvs if r["symbol"] == sym]
-                latest = max(held, key=lambda r: (r["ts"], r["arrival"])) if held else None
+                latest = latest_iopv.get(sym)
                 if latest is not None and (latest["ts"], latest["iopv"]) == (t, rec["iopv"]):
                     duplicates += 1  # the same as the record held
                 else:
                     iopvs.append(rec)
+                    if latest is None or t >= latest["ts"]:
+                        latest_iopv[sym] = rec
+                    as_of = t if as_of is None or t > as_of else as_of  # a timed event: the clock moves
                 continue
             if kind == "southbound_quota":
                 t = ts_ms(e["ts"])
                 rec = {"channel": e["channel"], "ts": t, "day": exchange_date(t), "arrival": i,
                        "quota": dec(e["quota_cny"]), "balance": dec(e["balance_cny"])}
-                held = [r for r in quotas if r["channel"] == rec["channel"] and r["day"] == rec["day"]]
-                latest = max(held, key=lambda r: (r["ts"], r["arrival"])) if held else None
+                qkey = (rec["channel"], rec["day"])
+                latest = latest_quota.get(qkey)
                 if latest is not None and all(latest[k] == rec[k] for k in ("ts", "quota", "balance")):
                     duplicates += 1  # the same as the channel-day's record held
                 else:
                     quotas.append(rec)
+                    if latest is None or t >= latest["ts"]:
+                        latest_quota[qkey] = rec
+                    as_of = t if as_of is None or t > as_of else as_of  # a timed event: the clock moves
                 continue
             if kind == "units":
                 day, rec = dt.date.fromisoformat(e["date"]), (dec(e["shares_outstanding"]), dec(e["nav"]))
@@ -422,7 +429,7 @@ class Model:
         by_sym: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for tr in trades:
             by_sym[tr["symbol"]].append(tr)
-        etf_syms = set(by_sym) | {s for s in units if units[s]}
+        etf_syms = set(by_sym) | {s for s in units if units[s]} | {r["symbol"] for r in self.iopvs}  # an IOPV: an ETF
         sb_ticks: dict[str, dict[dt.date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
         for tk in ticks:
             sb_ticks[tk["symbol"]][tk["day"]] += tk["net"]
