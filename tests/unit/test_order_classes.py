@@ -115,7 +115,7 @@ def test_the_bounds_come_from_config_and_are_checked() -> None:
 
 def test_order_ids_are_non_empty_strings_or_integers() -> None:
     validator = Validator(CAL)
-    assert validator.validate(trade(1, 1_000, "B", buy=17)).buy_order_id == "17"  # type: ignore[union-attr]
+    assert validator.validate(trade(1, 1_000, "B", buy=17)).buy_order_id == "17"  # type: ignore[union-attr]  # a Trade here
     for bad in ("", True, 1.5, [1]):
         with pytest.raises(Rejected) as exc:
             validator.validate(trade(1, 1_000, "B", buy=bad))
