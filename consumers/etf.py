@@ -19,7 +19,6 @@ from consumers.bars import DayBar
 from consumers.dedupe import TradeIds
 from consumers.orders import CLASSES, OrderTotals
 from consumers.windows import SlidingSums
-from monitor.events import mul_micro
 
 INTRADAY_WINDOWS = (("1m", 60), ("5m", 300), ("15m", 900), ("1h", 3600))
 INTRADAY_WIDTHS = tuple(w for _, w in INTRADAY_WINDOWS)
@@ -303,15 +302,3 @@ class EtfState:
             if self.first_day is None or date < self.first_day:
                 self.first_day = date
         return d
-
-    def creation_inflow(self, date: dt.date) -> int | None:
-        """(shares_D - shares_prev) x nav_D, prev = the previous units record; None for the first."""
-        rec = self.units.get(date)
-        if rec is None:
-            return None
-        earlier = [d for d in self.units if d < date]
-        if not earlier:
-            return None
-        prev_shares = self.units[max(earlier)][0]
-        shares, nav = rec
-        return mul_micro(shares - prev_shares, nav)

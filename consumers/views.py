@@ -287,19 +287,15 @@ def _volume_ratio(engine: Engine, st: EtfState, cal: TradingCalendar, cur: dt.da
 
 
 def _creation(st: EtfState, cal: TradingCalendar) -> dict[str, int | None]:
-    """Creation/redemption inflow over the trading days ending at the latest units record."""
+    """Creation/redemption inflow over the trading days ending at the latest units record: per record,
+    (shares - the previous record's shares) x its NAV (the first record has none)."""
     if len(st.units) < 2:
         return {name: None for name, _ in MULTI_DAY}
-    latest = max(st.units)
-    out: dict[str, int | None] = {}
-    for name, n in MULTI_DAY:
-        total = 0
-        for d in cal.last_n(latest, n):
-            inflow = st.creation_inflow(d)
-            if inflow is not None:
-                total += inflow
-        out[name] = total
-    return out
+    dates = sorted(st.units)
+    units = st.units
+    inflow = {d: mul_micro(units[d][0] - units[p][0], units[d][1]) for p, d in zip(dates, dates[1:], strict=False)}
+    latest = dates[-1]
+    return {name: sum(inflow.get(d, 0) for d in cal.last_n(latest, n)) for name, n in MULTI_DAY}
 
 
 # -- daily history: the closed part, cached ----------------------------------------------------

@@ -58,7 +58,10 @@ class GaugeText:
 
     def add(self, labels: str, value: float) -> None:
         """``labels``: escaped ``name="value"`` pairs in label-name order, as prometheus_client sorts them."""
-        self.lines.append(f"{self.name}{{{labels}}} {floatToGoString(value)}\n")
+        d = float(value)
+        # floatToGoString is repr() below a million (and not -inf or NaN: the comparisons are false for NaN)
+        text = repr(d) if -1e300 < d < 1e6 else floatToGoString(d)
+        self.lines.append(f"{self.name}{{{labels}}} {text}\n")
 
     def add_symbol(self, sym: str, value: float | None) -> None:
         """One sample labelled ``symbol`` (None: no sample)."""
