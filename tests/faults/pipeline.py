@@ -66,6 +66,8 @@ def identity(v: dict[str, Any]) -> str:
         return f"s|{v['symbol']}|{v['channel']}|{v['seq']}"
     if kind == "southbound_quota":
         return f"q|{v['channel']}|{v['ts']}"  # one record per channel and event time
+    if kind == "iopv":
+        return f"i|{v['symbol']}|{v['ts']}"  # one IOPV per ETF and event time
     return f"{kind}|{v['symbol']}|{v.get('date')}"  # one units / daily record per symbol and date
 
 
