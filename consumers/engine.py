@@ -278,10 +278,10 @@ class Engine:
         return "late" if late else "applied"
 
     def _quota(self, q: SouthboundQuota) -> str:
-        """Hold the channel's latest quota record of its day (consumers/quota.py). A record older than one
-        held for its day, or of a day older than retention keeps (QUOTA_RETAIN_DAYS southbound sessions up
-        to the current one), changes nothing and is not refused: only today's record is ever shown, and
-        during a catch-up the quota partition may be days behind the others."""
+        """Hold the channel's latest quota record of its day (consumers/quota.py). A record older than the
+        one held for its day, or of a day older than retention keeps (QUOTA_RETAIN_DAYS southbound sessions
+        up to the current one), changes nothing and counts as a duplicate (as an IOPV does): not refused,
+        as during a catch-up the quota partition may be days behind the others."""
         ts = q.ts_ms
         day_date = self._day_of(ts)
         sb_cal = self.cal["SB"]
@@ -289,7 +289,7 @@ class Engine:
         if cur is not None and day_date < cur:
             keep = sb_cal.last_n(cur, retention.QUOTA_RETAIN_DAYS)
             if keep and day_date < keep[0]:
-                return "applied"
+                return "duplicate"
         status = self.quota.offer(q.channel, day_date, QuotaRecord(ts, q.quota, q.balance))
         if status == "duplicate":
             return status
@@ -298,22 +298,23 @@ class Engine:
             self.as_of_ms = ts
             self._as_of_date = day_date
         if status == "stale":
-            return "applied"
+            return "duplicate"
         self.modified.add((quota_key(q.channel), day_date))
         return "applied"
 
     def _iopv(self, ev: Iopv) -> str:
-        """The latest IOPV by event time (a later-applied one wins a tie); an earlier one changes nothing."""
+        """The latest IOPV by event time (a later-applied one wins a tie: a correction). One older than the one
+        held changes nothing and counts as a duplicate: the engine cannot tell a redelivery from a late
+        record, and either way only the latest is shown."""
         ts = ev.ts_ms
         day_date = self._day_of(ts)
         st = self._etf_state(ev.symbol)
         held = st.iopv
         rec = (day_date, ts, ev.iopv)
-        if held == rec:
-            return "duplicate"
-        if held is None or (day_date, ts) >= held[:2]:
-            st.iopv = rec
-            self.modified.add((ev.symbol, day_date))
+        if held is not None and (held == rec or (day_date, ts) < held[:2]):
+            return "duplicate"  # the same, or older than the one held: nothing changes (a redelivery, usually)
+        st.iopv = rec
+        self.modified.add((ev.symbol, day_date))
         if self.as_of_ms is None or ts > self.as_of_ms:
             self.as_of_ms = ts
             self._as_of_date = day_date

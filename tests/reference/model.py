@@ -56,8 +56,8 @@ modelled from the issue text only; the readings taken where it leaves a choice:
   null when today's turnover is 0 (or there is no current day).
 - IOPV and southbound quota records (an IOPV makes its ETF known): the latest of today by event time wins,
   equal event times going to the later arrival. One identical to the record
-  held (IOPV: the symbol's latest; quota: the channel-day's latest) is a
-  duplicate. They are not late and never too late; like every timed event, one
+  held (IOPV: the symbol's latest; quota: the channel-day's latest), or older
+  than it by event time, changes nothing and counts as a duplicate. They are not late and never too late; like every timed event, one
   applied moves the clock (the greatest event time).
 - Channel net buy: the ticks of the channel only (a daily record has no
   channel), 1d/5d/20d southbound days; 0 when no tick, null with no current day.
@@ -323,8 +323,8 @@ class Model:
                 t = ts_ms(e["ts"])
                 rec = {"symbol": sym, "ts": t, "day": exchange_date(t), "iopv": dec(e["iopv"]), "arrival": i}
                 latest = latest_iopv.get(sym)
-                if latest is not None and (latest["ts"], latest["iopv"]) == (t, rec["iopv"]):
-                    duplicates += 1  # the same as the record held
+                if latest is not None and ((latest["ts"], latest["iopv"]) == (t, rec["iopv"]) or t < latest["ts"]):
+                    duplicates += 1  # the same as the record held, or older: changes nothing
                 else:
                     iopvs.append(rec)
                     if latest is None or t >= latest["ts"]:
@@ -337,8 +337,9 @@ class Model:
                        "quota": dec(e["quota_cny"]), "balance": dec(e["balance_cny"])}
                 qkey = (rec["channel"], rec["day"])
                 latest = latest_quota.get(qkey)
-                if latest is not None and all(latest[k] == rec[k] for k in ("ts", "quota", "balance")):
-                    duplicates += 1  # the same as the channel-day's record held
+                if latest is not None and (all(latest[k] == rec[k] for k in ("ts", "quota", "balance"))
+                                           or t < latest["ts"]):
+                    duplicates += 1  # the same as the channel-day's record held, or older: changes nothing
                 else:
                     quotas.append(rec)
                     if latest is None or t >= latest["ts"]:

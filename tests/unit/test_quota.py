@@ -78,12 +78,12 @@ def test_the_latest_record_by_event_time_is_held_and_an_older_one_arriving_later
     statuses = apply_all(eng, [quota("SH", TODAY, "10:00", 42 * BN, 30 * BN),
                                quota("SH", TODAY, "11:00", 42 * BN, 25 * BN),
                                quota("SH", TODAY, "10:30", 42 * BN, 28 * BN)])
-    assert statuses == ["applied", "applied", "applied"]  # the older one changes nothing
+    assert statuses == ["applied", "applied", "duplicate"]  # the older one changes nothing
     sh = by_channel(eng)["SH"]
     assert (sh.date, sh.ts_ms, sh.quota, sh.balance) == (TODAY, at(TODAY, "11:00"), 42 * BN * MICRO, 25 * BN * MICRO)
     assert sh.used_ratio == 17 / 42  # (42 - 25) / 42
     assert eng.as_of_ms == at(TODAY, "11:00")  # quota events move the stream clock like ticks
-    assert (eng.applied["southbound_quota"], eng.late["southbound_quota"]) == (3, 0)
+    assert (eng.applied["southbound_quota"], eng.late["southbound_quota"]) == (2, 0)
 
 
 def test_a_record_with_the_same_event_time_and_other_numbers_is_a_correction() -> None:
@@ -126,7 +126,7 @@ def test_a_record_older_than_retention_keeps_is_dropped_and_retention_drops_old_
     assert QUOTA_RETAIN_DAYS == 5 and keep[0] == SB_DAYS[-5]
     assert apply_all(eng, [quota("SH", keep[0], "15:00", 42 * BN, 1 * BN)]) == ["applied"]  # oldest still kept
     eng.take_updates()
-    assert apply_all(eng, [quota("SH", SIX_BACK, "15:00", 42 * BN, 1 * BN)]) == ["applied"]  # dropped, not held, not refused
+    assert apply_all(eng, [quota("SH", SIX_BACK, "15:00", 42 * BN, 1 * BN)]) == ["duplicate"]  # dropped, not refused
     assert eng.quota.latest("SH", SIX_BACK) is None and eng.take_updates() == []
     # a record of a day held, then the current day moves on: pruning drops it (and its state record)
     apply_all(eng, [tick("00700.HK", "SH", dt.date(2025, 9, 15), "10:00", 1.0, 0.0, 1)])
