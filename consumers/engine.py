@@ -278,18 +278,11 @@ class Engine:
         return "late" if late else "applied"
 
     def _quota(self, q: SouthboundQuota) -> str:
-        """Hold the channel's latest quota record of its day (consumers/quota.py). A record older than the
-        one held for its day, or of a day older than retention keeps (QUOTA_RETAIN_DAYS southbound sessions
-        up to the current one), changes nothing and counts as a duplicate (as an IOPV does): not refused,
-        as during a catch-up the quota partition may be days behind the others."""
+        """Hold the channel's latest quota record of its day (consumers/quota.py); one older than the one
+        held for its day changes nothing and counts as a duplicate (as an IOPV does). Days older than
+        retention keeps (QUOTA_RETAIN_DAYS southbound sessions) go at the next prune."""
         ts = q.ts_ms
         day_date = self._day_of(ts)
-        sb_cal = self.cal["SB"]
-        cur = self.current_day(sb_cal)
-        if cur is not None and day_date < cur:
-            keep = sb_cal.last_n(cur, retention.QUOTA_RETAIN_DAYS)
-            if keep and day_date < keep[0]:
-                return "duplicate"
         status = self.quota.offer(q.channel, day_date, QuotaRecord(ts, q.quota, q.balance))
         if status == "duplicate":
             return status
